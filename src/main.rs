@@ -1,0 +1,12 @@
+use clap::Parser;
+
+mod cli;
+
+fn main() {
+    let args = cli::Args::parse();
+    if let Err(e) = cli::run(args.command) {
+        let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+        eprintln!("error: {}", chain.join(": "));
+        std::process::exit(1);
+    }
+}

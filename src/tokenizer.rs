@@ -1,0 +1,118 @@
+//! MergeVQ tokenizer: image → encoder (ToMe keeps K tokens) → LFQ codes + source groups, and
+//! codes + groups → token recovery → decoder → image (MergeVQModel.encode / decode).
+use crate::config::TokenizerConfig;
+use crate::decoder::Decoder;
+use crate::encoder::Encoder;
+use crate::lfq::Lfq;
+use crate::nn::{map_to_tokens, tokens_to_map};
+use crate::recovery::{token_unmerge, SourceRecovery};
+use crate::tome::KeepPlan;
+use crate::weights::Weights;
+use anyhow::{bail, Result};
+use burn::prelude::*;
+
+#[derive(Module, Debug)]
+pub struct Tokenizer {
+    pub encoder: Encoder,
+    pub decoder: Decoder,
+    pub recovery: Option<SourceRecovery>,
+    #[module(skip)]
+    pub cfg: TokenizerConfig,
+    #[module(skip)]
+    pub plan: KeepPlan,
+}
+
+/// What `encode` returns for a batch.
+pub struct Tokens {
+    /// Encoder output before quantization, [B, d, √K, √K].
+    pub h: Tensor<4>,
+    /// Straight-through ±1 codes, [B, d, √K, √K] (merged order).
+    pub quantized: Tensor<4>,
+    /// LFQ indices in (b, k) order, B·K values.
+    pub indices: Vec<i64>,
+    /// For every image and each of the L grid positions, the kept token (0..K) that absorbed it.
+    pub group: Vec<Vec<usize>>,
+    pub k: usize,
+}
+
+impl Tokenizer {
+    /// Builds the model from weights with the reference's state-dict names
+    /// (`encoder.*`, `decoder.*`, `recovery.*`).
+    pub fn load(w: &Weights, cfg: &TokenizerConfig) -> Result<Self> {
+        cfg.validate()?;
+        let d = &cfg.ddconfig;
+        let plan = KeepPlan::new(cfg.embed_res(), d.num_att_blocks, d.merge_num, d.merge_ratio, d.cand_distribution.as_deref())?;
+        let k = &cfg.k2lconfig;
+        let recovery = if k.learn_source {
+            let full = cfg.embed_res().pow(2);
+            let rec_dim = k.rec_embed_dim.unwrap_or(384);
+            Some(SourceRecovery::load(w, "recovery", cfg.embed_dim, full, rec_dim, k.num_layers.unwrap_or(2), k.num_heads.unwrap_or(8))?)
+        } else {
+            None
+        };
+        Ok(Self { encoder: Encoder::load(w, "encoder", cfg)?, decoder: Decoder::load(w, "decoder", cfg)?, recovery, cfg: cfg.clone(), plan })
+    }
+
+    pub fn lfq(&self) -> Lfq {
+        Lfq { dim: self.cfg.embed_dim, factorized: None }
+    }
+
+    /// L, the number of tokens before merging.
+    pub fn full_len(&self) -> usize {
+        self.cfg.embed_res().pow(2)
+    }
+
+    /// Sets the kept-token count K used by `encode`.
+    pub fn set_keep(&mut self, keep: usize) -> Result<()> {
+        self.plan.set_keep(keep as i64)
+    }
+
+    pub fn encode(&self, image: Tensor<4>) -> Result<Tokens> {
+        let [_, c, h, w] = image.dims();
+        let r = self.cfg.ddconfig.resolution;
+        if c != self.cfg.ddconfig.in_channels || h != r || w != r {
+            bail!("the tokenizer takes {}×{r}×{r} images, got {c}×{h}×{w}", self.cfg.ddconfig.in_channels);
+        }
+        let enc = self.encoder.forward(image, &self.plan)?;
+        let q = self.lfq().quantize(enc.z.clone());
+        let k = enc.z.dims()[2] * enc.z.dims()[3];
+        Ok(Tokens { h: enc.z, quantized: q.quantized, indices: q.indices, group: enc.track.image_groups(true), k })
+    }
+
+    /// Recovers the full token grid from the K quantized tokens and decodes it.
+    pub fn decode(&self, quantized: Tensor<4>, group: &[Vec<usize>]) -> Tensor<4> {
+        self.decoder.forward(self.unmerge(quantized, group))
+    }
+
+    /// [B, d, √K, √K] → [B, d, √L, √L] by the groups (or the learned recovery model).
+    pub fn unmerge(&self, quantized: Tensor<4>, group: &[Vec<usize>]) -> Tensor<4> {
+        let tokens = map_to_tokens(quantized);
+        let full = match &self.recovery {
+            Some(rec) => rec.forward(tokens).full,
+            None => token_unmerge(tokens, group),
+        };
+        tokens_to_map(full)
+    }
+
+    /// Decodes LFQ indices (B·K, row-major) with their groups.
+    pub fn decode_indices(&self, indices: &[i64], group: &[Vec<usize>], device: &Device) -> Result<Tensor<4>> {
+        let b = group.len();
+        if b == 0 || indices.len() % b != 0 {
+            bail!("{} indices do not split into {b} images", indices.len());
+        }
+        let k = indices.len() / b;
+        let s = (k as f64).sqrt() as usize;
+        if s * s != k {
+            bail!("K={k} tokens per image is not a square");
+        }
+        let limit = 1i64 << self.cfg.embed_dim;
+        if let Some(bad) = indices.iter().find(|&&i| i < 0 || i >= limit) {
+            bail!("token index {bad} is outside the codebook (0..{limit})");
+        }
+        if let Some(bad) = group.iter().flatten().find(|&&g| g >= k) {
+            bail!("group map refers to token {bad}, but there are only K={k}");
+        }
+        let codes = Lfq::codes(indices, self.cfg.embed_dim, b, s, s, device);
+        Ok(self.decode(codes, group))
+    }
+}

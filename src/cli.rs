@@ -2,8 +2,12 @@
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use mergevq::config::TokenizerConfig;
+use mergevq::image_io::{load_image, merge_map, psnr, save_png, tensor_to_rgb};
 use mergevq::parity::Case;
-use std::path::PathBuf;
+use mergevq::tokenizer::Tokenizer;
+use mergevq::tokens_file::TokensFile;
+use std::path::{Path, PathBuf};
 
 /// MergeVQ: visual tokenization with token merging and lookup-free quantization.
 #[derive(Parser)]
@@ -21,12 +25,165 @@ pub enum Command {
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
     },
+    /// Write randomly initialised tokenizer weights for a config.
+    Init {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Encode and decode images; writes the reconstruction and the merge map, prints PSNR.
+    Reconstruct {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Images (PNG/JPEG); other sizes are resized and centre-cropped to the config's resolution.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Tokenize images into a tokens file (indices, K, group map).
+    Encode {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Decode a tokens file into PNGs (<output>/<n>.png).
+    Decode {
+        #[command(flatten)]
+        model: ModelArgs,
+        tokens: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Benchmarks (medians after a warm-up).
+    Bench {
+        #[command(subcommand)]
+        what: crate::bench::Bench,
+    },
+}
+
+/// A tokenizer: its config and weights.
+#[derive(clap::Args)]
+pub struct ModelArgs {
+    /// Tokenizer config: TOML, or an official YAML (configs/gpu_s1/*.yaml).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Weights: safetensors (`mergevq init`, training exports) or a Lightning .ckpt.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Take the EMA weights of a Lightning checkpoint.
+    #[arg(long)]
+    pub ema: bool,
+    /// Kept-token count K (a perfect square ≤ L); default: the config's.
+    #[arg(long)]
+    pub keep: Option<usize>,
+}
+
+impl ModelArgs {
+    pub fn load(&self, device: &burn::prelude::Device) -> Result<Tokenizer> {
+        let cfg = TokenizerConfig::load(&self.config)?;
+        let mut tok = Tokenizer::open(&cfg, &self.weights, self.ema, device)?;
+        if let Some(k) = self.keep {
+            tok.set_keep(k)?;
+        }
+        Ok(tok)
+    }
 }
 
 pub fn run(cmd: Command) -> Result<()> {
     match cmd {
         Command::Parity { dirs } => parity(dirs),
+        Command::Init { config, output, seed } => {
+            let cfg = TokenizerConfig::load(&config)?;
+            let tok = Tokenizer::init(&cfg, seed, &mergevq::device())?;
+            tok.save(&output)?;
+            println!("wrote {} (seed {seed})", output.display());
+            Ok(())
+        }
+        Command::Reconstruct { model, images, output } => reconstruct(&model, &images, &output),
+        Command::Encode { model, images, output } => encode(&model, &images, &output),
+        Command::Decode { model, tokens, output } => decode(&model, &tokens, &output),
+        Command::Bench { what } => crate::bench::run(what),
     }
+}
+
+fn stem(p: &Path) -> String {
+    p.file_stem().and_then(|s| s.to_str()).unwrap_or("image").to_string()
+}
+
+fn reconstruct(model: &ModelArgs, images: &[PathBuf], out: &Path) -> Result<()> {
+    let device = mergevq::device();
+    let tok = model.load(&device)?;
+    let res = tok.cfg.ddconfig.resolution;
+    let side = tok.cfg.embed_res();
+    std::fs::create_dir_all(out)?;
+    let pb = progress(images.len() as u64, "reconstruct");
+    for path in images {
+        let (x, note) = load_image(path, res, &device)?;
+        if let Some(n) = note {
+            pb.suspend(|| eprintln!("note: {n}"));
+        }
+        let input = tensor_to_rgb(x.clone().reshape([3, res, res]));
+        let t = tok.encode(x)?;
+        let rec = tensor_to_rgb(tok.decode(t.quantized, &t.group).reshape([3, res, res]));
+        let name = stem(path);
+        save_png(&rec, &out.join(format!("{name}_rec.png")))?;
+        save_png(&merge_map(&input, &t.group[0], side), &out.join(format!("{name}_merge.png")))?;
+        let line = format!("{}: L={} K={} PSNR={:.2} dB", path.display(), side * side, t.k, psnr(&input, &rec));
+        pb.suspend(|| println!("{line}"));
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    println!("wrote reconstructions and merge maps to {}", out.display());
+    Ok(())
+}
+
+fn encode(model: &ModelArgs, images: &[PathBuf], out: &Path) -> Result<()> {
+    let device = mergevq::device();
+    let tok = model.load(&device)?;
+    let res = tok.cfg.ddconfig.resolution;
+    let mut file = TokensFile { bits: tok.cfg.embed_dim, resolution: res, indices: vec![], group: vec![] };
+    let pb = progress(images.len() as u64, "encode");
+    for path in images {
+        let (x, note) = load_image(path, res, &device)?;
+        if let Some(n) = note {
+            pb.suspend(|| eprintln!("note: {n}"));
+        }
+        let t = tok.encode(x)?;
+        file.indices.push(t.indices);
+        file.group.extend(t.group);
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    file.save(out)?;
+    println!("wrote {} images × K={} tokens (L={}) to {}", file.indices.len(), file.indices[0].len(), file.group[0].len(), out.display());
+    Ok(())
+}
+
+fn decode(model: &ModelArgs, tokens: &Path, out: &Path) -> Result<()> {
+    let device = mergevq::device();
+    let tok = model.load(&device)?;
+    let file = TokensFile::load(tokens)?;
+    if file.bits != tok.cfg.embed_dim {
+        bail!("{} holds {}-bit codes but the tokenizer uses {} bits (another tokenizer?)", tokens.display(), file.bits, tok.cfg.embed_dim);
+    }
+    if file.group[0].len() != tok.full_len() {
+        bail!("{} has L={} tokens per image, the tokenizer makes L={}", tokens.display(), file.group[0].len(), tok.full_len());
+    }
+    std::fs::create_dir_all(out)?;
+    let res = tok.cfg.ddconfig.resolution;
+    for (i, (idx, grp)) in file.indices.iter().zip(&file.group).enumerate() {
+        let img = tok.decode_indices(idx, std::slice::from_ref(grp), &device)?;
+        save_png(&tensor_to_rgb(img.reshape([3, res, res])), &out.join(format!("{i}.png")))?;
+    }
+    println!("wrote {} images to {}", file.indices.len(), out.display());
+    Ok(())
 }
 
 fn progress(len: u64, what: &str) -> ProgressBar {

@@ -2,12 +2,14 @@
 pub mod config;
 pub mod decoder;
 pub mod encoder;
+pub mod image_io;
 pub mod lfq;
 pub mod nn;
 pub mod parity;
 pub mod recovery;
 pub mod resblock;
 pub mod tokenizer;
+pub mod tokens_file;
 pub mod tome;
 pub mod vit;
 pub mod weights;

@@ -1,5 +1,6 @@
 use clap::Parser;
 
+mod bench;
 mod cli;
 
 fn main() {

@@ -7,9 +7,15 @@ use crate::lfq::Lfq;
 use crate::nn::{map_to_tokens, tokens_to_map};
 use crate::recovery::{token_unmerge, SourceRecovery};
 use crate::tome::KeepPlan;
-use crate::weights::Weights;
-use anyhow::{bail, Result};
+use crate::weights::{export, write_safetensors, Weights};
+use anyhow::{bail, Context, Result};
+use burn::module::ParamId;
 use burn::prelude::*;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Checkpoint entries that are not part of the tokenizer (loss networks, teacher, EMA copies).
+const NOT_TOKENIZER: &[&str] = &["loss.", "dist_model.", "quantize.", "model_ema.", "inception_model.", "lpips_"];
 
 #[derive(Module, Debug)]
 pub struct Tokenizer {
@@ -20,6 +26,9 @@ pub struct Tokenizer {
     pub cfg: TokenizerConfig,
     #[module(skip)]
     pub plan: KeepPlan,
+    /// State-dict name of every parameter, for saving.
+    #[module(skip)]
+    pub names: HashMap<ParamId, String>,
 }
 
 /// What `encode` returns for a batch.
@@ -50,7 +59,27 @@ impl Tokenizer {
         } else {
             None
         };
-        Ok(Self { encoder: Encoder::load(w, "encoder", cfg)?, decoder: Decoder::load(w, "decoder", cfg)?, recovery, cfg: cfg.clone(), plan })
+        let encoder = Encoder::load(w, "encoder", cfg)?;
+        let decoder = Decoder::load(w, "decoder", cfg)?;
+        w.finish(NOT_TOKENIZER)?;
+        Ok(Self { encoder, decoder, recovery, cfg: cfg.clone(), plan, names: w.names() })
+    }
+
+    /// Loads weights from a safetensors file or an official Lightning checkpoint
+    /// (`ema` takes the `model_ema.*` copies the published metrics use).
+    pub fn open(cfg: &TokenizerConfig, weights: &Path, ema: bool, device: &Device) -> Result<Self> {
+        let w = Weights::open(weights, ema, device)?;
+        Self::load(&w, cfg).with_context(|| format!("weights {} do not fit the config", weights.display()))
+    }
+
+    /// Random initial weights (PyTorch's default inits, timm's for the ViT parts).
+    pub fn init(cfg: &TokenizerConfig, seed: u64, device: &Device) -> Result<Self> {
+        Self::load(&Weights::random(seed, device), cfg)
+    }
+
+    /// Writes the weights under the reference's state-dict names (atomically).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        write_safetensors(path, &export(self, &self.names))
     }
 
     pub fn lfq(&self) -> Lfq {

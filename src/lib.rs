@@ -2,8 +2,10 @@
 pub mod config;
 pub mod decoder;
 pub mod encoder;
+pub mod gan;
 pub mod image_io;
 pub mod lfq;
+pub mod lpips;
 pub mod nn;
 pub mod parity;
 pub mod recovery;

@@ -70,8 +70,23 @@ impl Case {
         to_tensor(self.input(name)?, &self.device)
     }
 
+    /// The case's weights: weights.safetensors plus the tensors listed in `generated_weights`.
     fn weights(&self) -> Result<Weights> {
-        Weights::open(&self.dir.join("weights.safetensors"), false, &self.device)
+        let path = self.dir.join("weights.safetensors");
+        let mut map = if path.exists() { crate::weights::read_safetensors(&path)? } else { BTreeMap::new() };
+        for g in self.json["generated_weights"]["tensors"].as_array().into_iter().flatten() {
+            let name = g["name"].as_str().ok_or_else(|| anyhow!("generated weight without a name"))?;
+            let shape: Vec<usize> = ints(&g["shape"]).into_iter().map(|v| v as usize).collect();
+            let data = generated(g["seed"].as_u64().unwrap_or(0), shape.iter().product(), g["lo"].as_f64().unwrap_or(0.0), g["hi"].as_f64().unwrap_or(0.0));
+            let sum: f64 = data.iter().map(|&v| v as f64).sum();
+            if let Some(want) = g["check_sum_f64"].as_f64() {
+                if (sum - want).abs() > 1e-6 * want.abs().max(1.0) {
+                    bail!("generated weight {name}: checksum {sum} != {want}");
+                }
+            }
+            map.insert(name.to_string(), HostTensor { shape, data });
+        }
+        Ok(Weights::from_map(map, &self.device))
     }
 
     /// Runs the case and compares. Errors mean the case could not be run at all.
@@ -87,6 +102,8 @@ impl Case {
             "SourceRecovery" => self.source_recovery()?,
             "token_unmerge" => self.token_unmerge()?,
             "MergeVQModel.encode+decode" => self.tokenizer()?,
+            "LPIPS" => self.lpips()?,
+            "NLayerDiscriminator" => self.discriminator()?,
             other => bail!("case kind `{other}` is not implemented"),
         };
         Ok(self.compare(got))
@@ -272,6 +289,21 @@ impl Case {
         ])
     }
 
+    fn lpips(&self) -> Result<Vec<Got>> {
+        let w = self.weights()?;
+        let net = crate::lpips::Lpips::load(&w, "")?;
+        w.finish(&[])?;
+        Ok(vec![got("distance".into(), net.forward(self.tensor("input")?, self.tensor("target")?), false)])
+    }
+
+    fn discriminator(&self) -> Result<Vec<Got>> {
+        let c = &self.config;
+        let w = self.weights()?;
+        let d = crate::gan::Discriminator::load(&w, "", c["input_nc"].as_u64().unwrap_or(3) as usize, c["ndf"].as_u64().unwrap_or(64) as usize, c["n_layers"].as_u64().unwrap_or(3) as usize)?;
+        w.finish(&[])?;
+        Ok(vec![got("logits".into(), d.forward(self.tensor("image")?, false), false)])
+    }
+
     fn token_unmerge(&self) -> Result<Vec<Got>> {
         let s = self.input("source")?;
         let (b, k, l) = (s.shape[0], s.shape[1], s.shape[2]);
@@ -406,6 +438,21 @@ impl Case {
         }
         Ok(())
     }
+}
+
+/// The golden README's weight generator: splitmix64 of seed + (i+1)·φ, top 24 bits, mapped
+/// to [lo, hi) in f64 and rounded once to f32.
+pub fn generated(seed: u64, n: usize, lo: f64, hi: f64) -> Vec<f32> {
+    (0..n as u64)
+        .map(|i| {
+            let mut z = seed.wrapping_add((i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            let k = z >> 40;
+            (lo + (hi - lo) * (k as f64 * 2f64.powi(-24))) as f32
+        })
+        .collect()
 }
 
 fn check_entry(failures: &mut Vec<String>, what: &str, e: &Value, got: Option<Value>) {

@@ -26,6 +26,8 @@ pub enum Init {
     TruncNormal(f32),
     Normal(f32),
     Const(f32),
+    /// Fixed values, element by element (buffers such as LPIPS's scaling layer).
+    List(&'static [f32]),
 }
 
 enum Source {
@@ -94,7 +96,10 @@ impl Weights {
             Source::Random(rng) => {
                 let n: usize = shape.iter().product();
                 let mut rng = rng.borrow_mut();
-                let data = (0..n).map(|_| sample(&mut rng, init)).collect();
+                let data = match init {
+                    Init::List(v) => v.iter().cycle().take(n).copied().collect(),
+                    _ => (0..n).map(|_| sample(&mut rng, init)).collect(),
+                };
                 Ok(HostTensor { shape: shape.to_vec(), data })
             }
         }
@@ -136,6 +141,7 @@ fn sample(rng: &mut StdRng, init: Init) -> f32 {
         },
         Init::Normal(std) => normal(rng) * std,
         Init::Const(c) => c,
+        Init::List(v) => v[0],
     }
 }
 

@@ -68,6 +68,13 @@ pub enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Train a tokenizer (losses, EMA, checkpoints in run.out_dir; --resume continues).
+    TrainTokenizer {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        resume: bool,
+    },
     /// Benchmarks (medians after a warm-up).
     Bench {
         #[command(subcommand)]
@@ -118,6 +125,16 @@ pub fn run(cmd: Option<Command>) -> Result<()> {
         Command::Encode { model, images, output } => encode(&model, &images, &output),
         Command::Decode { model, tokens, output } => decode(&model, &tokens, &output),
         Command::Bench { what } => crate::bench::run(what),
+        Command::TrainTokenizer { config, resume } => {
+            let cfg = mergevq::train::config::TrainConfig::load(&config)?;
+            let mut t = mergevq::train::tokenizer::Trainer::new(cfg, resume)?;
+            if resume {
+                println!("resuming at step {}", t.step);
+            }
+            let s = t.run()?;
+            println!("trained {} steps ({:.1} images/s); validation PSNR (EMA) {:.2} dB; wrote {}", s.steps, s.images_per_s, s.val_psnr, s.exported.display());
+            Ok(())
+        }
     }
 }
 

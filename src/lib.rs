@@ -1,18 +1,22 @@
 //! MergeVQ: token merging + lookup-free quantization for visual tokenization (arXiv 2504.00999).
 pub mod config;
+pub mod data;
 pub mod decoder;
 pub mod encoder;
+pub mod eval;
 pub mod gan;
 pub mod image_io;
 pub mod lfq;
 pub mod lpips;
 pub mod nn;
 pub mod parity;
+pub mod plot;
 pub mod recovery;
 pub mod resblock;
 pub mod tokenizer;
 pub mod tokens_file;
 pub mod tome;
+pub mod train;
 pub mod vit;
 pub mod weights;
 

@@ -82,6 +82,11 @@ impl Tokenizer {
         write_safetensors(path, &export(self, &self.names))
     }
 
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        self.encoder.conv_out.weight.val().device()
+    }
+
     pub fn lfq(&self) -> Lfq {
         Lfq { dim: self.cfg.embed_dim, factorized: None }
     }

@@ -1,0 +1,232 @@
+//! The training config (TOML): the tokenizer, data, optimizer, loss weights and run settings.
+//! Defaults follow the reference configs (configs/gpu_s1/*.yaml, VQLPIPSWithDiscriminator).
+use super::optim::Schedule;
+use crate::config::TokenizerConfig;
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub tokenizer: TokenizerConfig,
+    pub data: DataConfig,
+    #[serde(default)]
+    pub optim: OptimConfig,
+    #[serde(default)]
+    pub loss: LossConfig,
+    pub run: RunConfig,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// "fashion-mnist" or "folder".
+    pub source: String,
+    /// Folder of class sub-folders (source = "folder"), or the Fashion-MNIST directory.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Validation folder (folder source); Fashion-MNIST validates on its test split.
+    #[serde(default)]
+    pub val_path: Option<PathBuf>,
+    pub batch_size: usize,
+    #[serde(default)]
+    pub random_crop: bool,
+    #[serde(default = "yes")]
+    pub flip: bool,
+    /// Pad smaller images (28² Fashion-MNIST → 32²) instead of resizing.
+    #[serde(default)]
+    pub pad: bool,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimConfig {
+    /// "adam" or "adamw".
+    #[serde(default = "adam")]
+    pub optimizer: String,
+    #[serde(default = "lr")]
+    pub lr: f64,
+    #[serde(default = "betas")]
+    pub betas: [f64; 2],
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// Micro-batches per optimizer step.
+    #[serde(default = "one")]
+    pub accumulate: usize,
+    /// Global-norm gradient clipping.
+    #[serde(default)]
+    pub clip: Option<f64>,
+    #[serde(default = "no_schedule")]
+    pub schedule: Schedule,
+    #[serde(default = "ema")]
+    pub ema: f64,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LossConfig {
+    /// "l1" or "l2".
+    #[serde(default = "l1")]
+    pub reconstruction: String,
+    #[serde(default = "one_f")]
+    pub perceptual_weight: f64,
+    /// LPIPS weights (safetensors, `scripts/fetch-weights.sh`); needed when perceptual_weight > 0.
+    #[serde(default)]
+    pub lpips_weights: Option<PathBuf>,
+    /// First step at which the discriminator trains and the adversarial loss applies.
+    #[serde(default)]
+    pub disc_start: usize,
+    /// "hinge" or "non-saturate" (discriminator).
+    #[serde(default = "hinge")]
+    pub disc_loss: String,
+    /// "non-saturate" or "hinge" (generator).
+    #[serde(default = "non_saturate")]
+    pub gen_adv_loss: String,
+    #[serde(default = "gen_w")]
+    pub gen_loss_weight: f64,
+    #[serde(default = "lecam")]
+    pub lecam_weight: f64,
+    #[serde(default = "cb")]
+    pub codebook_weight: f64,
+    #[serde(default = "commit")]
+    pub commit_weight: f64,
+    #[serde(default)]
+    pub codebook_enlarge_ratio: f64,
+    #[serde(default = "enlarge_steps")]
+    pub codebook_enlarge_steps: usize,
+    /// Alignment loss on the [CLS] head: label-smoothed CE with labels, or KL to teacher features.
+    #[serde(default = "one_f")]
+    pub cls_weight: f64,
+    #[serde(default = "smoothing")]
+    pub label_smoothing: f64,
+    /// Teacher [CLS] features, safetensors `features` [N, classes] in data-set order: KL (T = 4).
+    #[serde(default)]
+    pub teacher_features: Option<PathBuf>,
+    #[serde(default = "ndf")]
+    pub disc_ndf: usize,
+    #[serde(default = "three")]
+    pub disc_layers: usize,
+    /// Source-recovery BCE weight (when the learned recovery model is on).
+    #[serde(default = "one_f")]
+    pub source_weight: f64,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    pub out_dir: PathBuf,
+    pub steps: usize,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default = "ten")]
+    pub log_every: usize,
+    #[serde(default = "two_hundred")]
+    pub sample_every: usize,
+    #[serde(default = "two_hundred")]
+    pub checkpoint_every: usize,
+    /// Validation PSNR (EMA weights) every N steps; 0 = only at the end.
+    #[serde(default)]
+    pub val_every: usize,
+    #[serde(default = "val_images")]
+    pub val_images: usize,
+    /// Stop (with a checkpoint) after this many minutes.
+    #[serde(default)]
+    pub max_minutes: Option<f64>,
+}
+
+fn yes() -> bool { true }
+fn adam() -> String { "adam".into() }
+fn lr() -> f64 { 1e-4 }
+fn betas() -> [f64; 2] { [0.5, 0.9] }
+fn one() -> usize { 1 }
+fn one_f() -> f64 { 1.0 }
+fn no_schedule() -> Schedule { Schedule::None }
+fn ema() -> f64 { 0.999 }
+fn l1() -> String { "l1".into() }
+fn hinge() -> String { "hinge".into() }
+fn non_saturate() -> String { "non-saturate".into() }
+fn gen_w() -> f64 { 0.1 }
+fn lecam() -> f64 { 0.01 }
+fn cb() -> f64 { 0.1 }
+fn commit() -> f64 { 0.25 }
+fn enlarge_steps() -> usize { 2000 }
+fn smoothing() -> f64 { 0.1 }
+fn ndf() -> usize { 64 }
+fn three() -> usize { 3 }
+fn ten() -> usize { 10 }
+fn two_hundred() -> usize { 200 }
+fn val_images() -> usize { 1000 }
+
+impl TrainConfig {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+        let mut cfg: Self = toml::from_str(&text).map_err(|e| anyhow!("bad config {}: {}", path.display(), e.message()))?;
+        // Relative paths are relative to the config file.
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut cfg.data.path, &mut cfg.data.val_path, &mut cfg.loss.lpips_weights, &mut cfg.loss.teacher_features].into_iter().flatten() {
+            if p.is_relative() && !p.exists() && base.join(&*p).exists() {
+                *p = base.join(&*p);
+            }
+        }
+        cfg.validate().with_context(|| format!("bad config {}", path.display()))?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        self.tokenizer.validate()?;
+        let o = &self.optim;
+        if !(o.lr > 0.0 && o.lr.is_finite()) {
+            bail!("optim.lr must be a positive number, got {}", o.lr);
+        }
+        if !matches!(o.optimizer.as_str(), "adam" | "adamw") {
+            bail!("optim.optimizer must be adam or adamw, got `{}`", o.optimizer);
+        }
+        if o.betas.iter().any(|b| !(0.0..1.0).contains(b)) {
+            bail!("optim.betas must lie in [0, 1), got {:?}", o.betas);
+        }
+        if o.weight_decay < 0.0 || o.accumulate == 0 || o.clip.is_some_and(|c| c <= 0.0) || !(0.0..1.0).contains(&o.ema) {
+            bail!("optim: weight_decay ≥ 0, accumulate ≥ 1, clip > 0 and ema in [0, 1) are required");
+        }
+        let l = &self.loss;
+        if !matches!(l.reconstruction.as_str(), "l1" | "l2") {
+            bail!("loss.reconstruction must be l1 or l2, got `{}`", l.reconstruction);
+        }
+        if !matches!(l.disc_loss.as_str(), "hinge" | "non-saturate") || !matches!(l.gen_adv_loss.as_str(), "hinge" | "non-saturate") {
+            bail!("loss.disc_loss / gen_adv_loss must be hinge or non-saturate");
+        }
+        for (name, v) in [("perceptual_weight", l.perceptual_weight), ("gen_loss_weight", l.gen_loss_weight), ("lecam_weight", l.lecam_weight), ("codebook_weight", l.codebook_weight), ("commit_weight", l.commit_weight), ("cls_weight", l.cls_weight)] {
+            if !(v >= 0.0 && v.is_finite()) {
+                bail!("loss.{name} must be ≥ 0, got {v}");
+            }
+        }
+        if l.perceptual_weight > 0.0 && l.lpips_weights.is_none() {
+            bail!("loss.perceptual_weight > 0 needs loss.lpips_weights (run scripts/fetch-weights.sh, or set perceptual_weight = 0)");
+        }
+        if self.data.batch_size == 0 {
+            bail!("data.batch_size must be ≥ 1");
+        }
+        if !matches!(self.data.source.as_str(), "fashion-mnist" | "folder") {
+            bail!("data.source must be fashion-mnist or folder, got `{}`", self.data.source);
+        }
+        if self.data.source == "folder" && self.data.path.is_none() {
+            bail!("data.path is required for a folder source");
+        }
+        if self.run.steps == 0 {
+            bail!("run.steps must be ≥ 1");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,5 @@
+//! Training: optimizers and schedules, checkpoints, and the tokenizer trainer.
+pub mod checkpoint;
+pub mod config;
+pub mod optim;
+pub mod tokenizer;

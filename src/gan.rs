@@ -108,6 +108,7 @@ impl Discriminator {
             let c = r.0.len();
             out.insert(name("running_mean"), HostTensor { shape: vec![c], data: r.0.clone() });
             out.insert(name("running_var"), HostTensor { shape: vec![c], data: r.1.clone() });
+            out.insert(name("num_batches_tracked"), HostTensor { shape: vec![], data: vec![r.2 as f32] });
         }
         out
     }

@@ -1,4 +1,5 @@
 //! MergeVQ: token merging + lookup-free quantization for visual tokenization (arXiv 2504.00999).
+pub mod align;
 pub mod config;
 pub mod data;
 pub mod decoder;

@@ -291,7 +291,21 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> Result<()> {
     let tmp = dir.join(format!(".{}.tmp{}", path.file_name().and_then(|s| s.to_str()).unwrap_or("out"), std::process::id()));
     let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
     f.write_all(data).and_then(|_| f.sync_all()).with_context(|| format!("cannot write {}", tmp.display()))?;
+    fault_before_rename(path);
     std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
+}
+
+/// Fault injection for tests: `MERGEVQ_FAULT_ABORT_BEFORE_RENAME=<file name>:<n>` kills the
+/// process (as a crash would) on the n-th write of that file, after the temporary file is
+/// written and before it replaces the real one.
+fn fault_before_rename(path: &Path) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static WRITES: AtomicUsize = AtomicUsize::new(0);
+    let Ok(spec) = std::env::var("MERGEVQ_FAULT_ABORT_BEFORE_RENAME") else { return };
+    let Some((name, n)) = spec.rsplit_once(':') else { return };
+    if path.file_name().and_then(|f| f.to_str()) == Some(name) && WRITES.fetch_add(1, Ordering::SeqCst) + 1 == n.parse().unwrap_or(0) {
+        std::process::abort();
+    }
 }
 
 /// Collects a module's float parameters under the names they were loaded with.

@@ -49,13 +49,15 @@ pub fn bipartite_soft_matching(metric: Tensor<3>, r: i64, class_token: bool) -> 
                         arg = j;
                     }
                 }
-                node_max[i] = if class_token && i == 0 { f32::NEG_INFINITY } else { best };
+                node_max[i] = best;
                 node_idx[i] = arg;
             }
-            let mut edge: Vec<usize> = (0..ta).collect();
-            edge.sort_by(|&x, &y| node_max[y].partial_cmp(&node_max[x]).unwrap_or(std::cmp::Ordering::Equal));
-            let (src, unm) = edge.split_at(r);
-            let mut unm = unm.to_vec();
+            // Strongest links first; NaN scores rank last; the class token is never merged.
+            let key = |i: usize| if node_max[i].is_nan() { f32::NEG_INFINITY } else { node_max[i] };
+            let mut edge: Vec<usize> = (class_token as usize..ta).collect();
+            edge.sort_by(|&x, &y| key(y).total_cmp(&key(x)));
+            let (src, rest) = edge.split_at(r);
+            let mut unm: Vec<usize> = if class_token { std::iter::once(0).chain(rest.iter().copied()).collect() } else { rest.to_vec() };
             if class_token {
                 unm.sort_unstable();
             }

@@ -14,7 +14,6 @@ use anyhow::{anyhow, bail, Context, Result};
 use burn::module::{Module, ParamId};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use burn::tensor::activation::{log_softmax, softmax};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, HashMap};
@@ -259,24 +258,13 @@ impl Trainer {
                     bail!("teacher features have {dim} dims, the [CLS] head {classes} (set num_classes)");
                 }
                 let t: Vec<f32> = batch.indices.iter().flat_map(|&i| feat[i * dim..(i + 1) * dim].iter().copied()).collect();
-                let t = Tensor::<2>::from_data(TensorData::new(t, [b, classes]), &self.device);
-                let temp = 4.0;
-                let p = softmax(t.clone() / temp, 1);
-                let logp_t = log_softmax(t / temp, 1);
-                let logp_s = log_softmax(head / temp, 1);
-                Ok((p * (logp_t - logp_s)).sum() / b as f64 * (temp * temp))
+                Ok(crate::align::distill_kl(head, Tensor::<2>::from_data(TensorData::new(t, [b, classes]), &self.device), 4.0))
             }
             None => {
                 if let Some(bad) = batch.labels.iter().find(|&&c| c >= classes) {
                     bail!("label {bad} is outside the {classes} classes of the [CLS] head (set num_classes)");
                 }
-                let eps = self.cfg.loss.label_smoothing;
-                let onehot: Vec<f32> = batch.labels.iter().flat_map(|&c| (0..classes).map(move |k| if k == c { 1.0 } else { 0.0 })).collect();
-                let onehot = Tensor::<2>::from_data(TensorData::new(onehot, [b, classes]), &self.device);
-                let logp = log_softmax(head, 1);
-                let nll = (logp.clone() * onehot).sum_dim(1).neg();
-                let smooth = logp.mean_dim(1).neg();
-                Ok((nll * (1.0 - eps) + smooth * eps).mean())
+                Ok(crate::align::label_smoothed_ce(head, &batch.labels, self.cfg.loss.label_smoothing))
             }
         }
     }

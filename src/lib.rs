@@ -6,6 +6,7 @@ pub mod decoder;
 pub mod encoder;
 pub mod eval;
 pub mod gan;
+pub mod gpt;
 pub mod image_io;
 pub mod lfq;
 pub mod lpips;

@@ -9,6 +9,20 @@ use std::time::Instant;
 
 #[derive(Subcommand)]
 pub enum Bench {
+    /// AR decoding, plain vs MergeAR, on a random GPT with a synthetic group map (K = L/4,
+    /// groups of 4 consecutive tokens): tokens/s, peak KV-cache entries and cache memory.
+    Ar {
+        #[arg(long, default_value_t = 256)]
+        dim: usize,
+        #[arg(long, default_value_t = 8)]
+        layers: usize,
+        #[arg(long, default_value_t = 8)]
+        heads: usize,
+        #[arg(long, value_delimiter = ',', default_values_t = vec![256usize, 1024])]
+        lengths: Vec<usize>,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Tokenizer encode, decode and encode+decode on random weights and inputs.
     Tokenizer {
         #[arg(long)]
@@ -28,6 +42,7 @@ pub enum Bench {
 
 pub fn run(b: Bench) -> Result<()> {
     match b {
+        Bench::Ar { dim, layers, heads, lengths, runs } => ar(dim, layers, heads, &lengths, runs.max(1)),
         Bench::Tokenizer { config, batch, runs, keep, json } => tokenizer(&config, batch, runs.max(1), keep, json),
     }
 }
@@ -82,4 +97,40 @@ fn tokenizer(config: &PathBuf, batch: usize, runs: usize, keep: Option<usize>, j
 
 fn rayon_threads() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+fn ar(dim: usize, layers: usize, heads: usize, lengths: &[usize], runs: usize) -> Result<()> {
+    use mergevq::gpt::{Gpt, GptConfig};
+    use rand::SeedableRng;
+    let device = mergevq::device();
+    println!("AR decoding: dim {dim}, {layers} layers, {heads} heads, 18-bit codes (6+12), batch 1, median of {runs}");
+    println!("{:>6} {:>6} {:>10} {:>12} {:>10} {:>14} {:>8}", "L", "K", "mode", "tokens/s", "peak KV", "KV memory MiB", "speedup");
+    for &l in lengths {
+        let k = l / 4;
+        let mut results = Vec::new();
+        for (mode, merge_tokens, window) in [("plain", 0usize, None), ("MergeAR", 1, Some(2usize))] {
+            let cfg = GptConfig { factorized_bits: [6, 12], block_size: l, dim, n_head: heads, spatial_n_layer: layers, factorized_n_layer: 2, class_num: 1000, merge_tokens, multiple_of: 256, rope_base: 10000.0, class_dropout: 0.0 };
+            let gpt = Gpt::load(&mergevq::weights::Weights::random(0, &device), "", &cfg)?;
+            // Synthetic merged image: K groups of 4 consecutive positions, one code each.
+            let codes: Vec<i64> = (0..l).map(|j| ((j / 4) as i64 * 7919) % (1 << 18)).collect();
+            let mut times = Vec::new();
+            let mut peak = 0;
+            for i in 0..=runs {
+                let t0 = Instant::now();
+                let g = mergevq::sample::generate(&gpt, 1, (merge_tokens > 0).then_some(0), window, &Default::default(), &mut rand::rngs::StdRng::seed_from_u64(0), Some(&codes))?;
+                if i > 0 {
+                    times.push(t0.elapsed().as_secs_f64());
+                }
+                peak = g.peak_kv;
+            }
+            let tps = l as f64 / median(times);
+            let mib = (peak * layers * 2 * dim * 4) as f64 / (1024.0 * 1024.0);
+            results.push((mode, tps, peak, mib));
+        }
+        let base = results[0].1;
+        for (mode, tps, peak, mib) in results {
+            println!("{l:>6} {k:>6} {mode:>10} {tps:>12.1} {peak:>10} {mib:>14.2} {:>7.2}x", tps / base);
+        }
+    }
+    Ok(())
 }

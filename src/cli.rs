@@ -1,5 +1,5 @@
 //! The `mergevq` command line.
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use mergevq::config::TokenizerConfig;
@@ -75,6 +75,71 @@ pub enum Command {
         #[arg(long)]
         resume: bool,
     },
+    /// Tokenize a data set once for AR training: full-raster codes, group maps, K, labels.
+    ExtractTokens {
+        /// Tokenizer weights.
+        #[arg(long)]
+        tokenizer: PathBuf,
+        #[arg(long)]
+        config: PathBuf,
+        /// An image folder (class sub-folders), or fashion-mnist[:train|test].
+        #[arg(long)]
+        data: String,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Fix K for every image (default: drawn from the tokenizer's candidate list).
+        #[arg(long)]
+        keep: Option<usize>,
+        /// Only the first N images.
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Train the AR generator (plain or MergeAR) on an extracted token set.
+    TrainAr {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Generate class-conditional images with the AR model and decode them with the tokenizer.
+    Generate {
+        /// AR weights (gpt_ema.safetensors from train-ar).
+        #[arg(long)]
+        ar: PathBuf,
+        /// The train-ar config (its [gpt] section).
+        #[arg(long)]
+        ar_config: PathBuf,
+        #[arg(long)]
+        tokenizer: PathBuf,
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        class: usize,
+        #[arg(long, default_value_t = 16)]
+        num: usize,
+        #[arg(long, default_value_t = 1.0)]
+        cfg: f64,
+        #[arg(long, default_value_t = 0)]
+        top_k: usize,
+        #[arg(long, default_value_t = 1.0)]
+        top_p: f64,
+        #[arg(long, default_value_t = 1.0)]
+        temperature: f64,
+        /// MergeAR decoding with cache eviction (MergeAR models).
+        #[arg(long)]
+        mergear: bool,
+        #[arg(long, default_value_t = 2)]
+        window: usize,
+        /// Merge instruction: the kept count K (MergeAR models; default the tokenizer's K).
+        #[arg(long)]
+        keep: Option<usize>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Benchmarks (medians after a warm-up).
     Bench {
         #[command(subcommand)]
@@ -125,6 +190,21 @@ pub fn run(cmd: Option<Command>) -> Result<()> {
         Command::Encode { model, images, output } => encode(&model, &images, &output),
         Command::Decode { model, tokens, output } => decode(&model, &tokens, &output),
         Command::Bench { what } => crate::bench::run(what),
+        Command::ExtractTokens { tokenizer, config, data, output, keep, limit, seed } => extract_tokens(&tokenizer, &config, &data, &output, keep, limit, seed),
+        Command::TrainAr { config, resume } => {
+            let cfg = mergevq::train::ar::ArConfig::load(&config)?;
+            let mut t = mergevq::train::ar::ArTrainer::new(cfg, resume)?;
+            if resume {
+                println!("resuming at step {}", t.step);
+            }
+            let (val, path) = t.run()?;
+            println!("validation loss (EMA) {val:.4}; wrote {}", path.display());
+            Ok(())
+        }
+        Command::Generate { ar, ar_config, tokenizer, config, class, num, cfg, top_k, top_p, temperature, mergear, window, keep, seed, output } => {
+            let opts = mergevq::sample::SampleOpts { temperature, top_k, top_p, cfg };
+            generate(&ar, &ar_config, &tokenizer, &config, class, num, &opts, mergear.then_some(window), keep, seed, &output)
+        }
         Command::TrainTokenizer { config, resume } => {
             let cfg = mergevq::train::config::TrainConfig::load(&config)?;
             let mut t = mergevq::train::tokenizer::Trainer::new(cfg, resume)?;
@@ -288,5 +368,139 @@ fn parity(dirs: Vec<PathBuf>) -> Result<()> {
     if failed > 0 {
         bail!("{failed} golden case(s) failed");
     }
+    Ok(())
+}
+
+/// Opens `fashion-mnist[:split]` or an image folder.
+pub fn open_data(spec: &str) -> Result<std::sync::Arc<dyn mergevq::data::Source>> {
+    use mergevq::data::{FashionMnist, ImageFolder, FASHION_MNIST_DIR};
+    Ok(match spec.split_once(':').map(|(a, b)| (a, b)).unwrap_or((spec, "train")) {
+        ("fashion-mnist", split) => std::sync::Arc::new(FashionMnist::open(Path::new(FASHION_MNIST_DIR), split)?),
+        _ => std::sync::Arc::new(ImageFolder::open(Path::new(spec))?),
+    })
+}
+
+fn extract_tokens(weights: &Path, config: &Path, data: &str, out: &Path, keep: Option<usize>, limit: Option<usize>, seed: u64) -> Result<()> {
+    use mergevq::data::{Augment, Loader};
+    use rand::{Rng, SeedableRng};
+    let device = mergevq::device();
+    let cfg = TokenizerConfig::load(config)?;
+    let mut tok = Tokenizer::open(&cfg, weights, false, &device)?;
+    let l = tok.full_len();
+    let candidates: Vec<usize> = match (&tok.plan.candidates, keep) {
+        (_, Some(k)) => vec![k],
+        (Some(c), None) => c.remain.iter().map(|&k| k as usize).filter(|&k| k <= l).collect(),
+        (None, None) => vec![tok.plan.kept()? as usize],
+    };
+    let probs: Vec<f64> = match (&tok.plan.candidates, keep) {
+        (Some(c), None) => c.cum_prob[..candidates.len()].to_vec(),
+        _ => vec![1.0],
+    };
+    let source = open_data(data)?;
+    let n = limit.unwrap_or(usize::MAX).min(source.len());
+    let res = cfg.ddconfig.resolution as u32;
+    let aug = Augment { resolution: res, random_crop: false, flip: false, pad: true };
+    let loader = Loader { source: source.clone(), augment: aug.clone(), strong: aug, batch: 1, seed, skipped: Default::default() };
+    // Each image's K: drawn from the candidate distribution (seeded by its index).
+    let ks: Vec<usize> = (0..n)
+        .map(|i| {
+            let u: f64 = rand::rngs::StdRng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).random();
+            candidates[probs.partition_point(|&p| p < u).min(candidates.len() - 1)]
+        })
+        .collect();
+    let mut set = TokenSetParts::default();
+    let pb = progress(n as u64, "extract-tokens");
+    let r = res as usize;
+    for &k in &candidates {
+        tok.set_keep(k)?;
+        let items: Vec<usize> = (0..n).filter(|&i| ks[i] == k).collect();
+        for chunk in items.chunks(32) {
+            let mut pixels = Vec::new();
+            let mut labels = Vec::new();
+            for &i in chunk {
+                let b = loader.batch_in_order(i);
+                if b.size == 0 {
+                    continue;
+                }
+                pixels.extend(b.images);
+                labels.push(b.labels[0]);
+            }
+            let m = labels.len();
+            if m == 0 {
+                continue;
+            }
+            let x = burn::prelude::Tensor::<4>::from_data(burn::prelude::TensorData::new(pixels, [m, 3, r, r]), &device);
+            let t = tok.encode(x)?;
+            for (j, g) in t.group.iter().enumerate() {
+                let idx = &t.indices[j * t.k..(j + 1) * t.k];
+                set.codes.push(g.iter().map(|&gi| idx[gi]).collect());
+                set.group.push(g.clone());
+                set.keep.push(t.k);
+                set.labels.push(labels[j]);
+            }
+            pb.inc(chunk.len() as u64);
+        }
+    }
+    pb.finish_and_clear();
+    let ts = mergevq::tokens_file::TokenSet { bits: cfg.embed_dim, candidates: candidates.clone(), codes: set.codes, group: set.group, keep: set.keep, labels: set.labels, classes: source.classes() };
+    ts.save(out)?;
+    println!("wrote {} images × L={l} codes (K ∈ {candidates:?}, {} classes) to {}", ts.len(), ts.classes, out.display());
+    Ok(())
+}
+
+#[derive(Default)]
+struct TokenSetParts {
+    codes: Vec<Vec<i64>>,
+    group: Vec<Vec<usize>>,
+    keep: Vec<usize>,
+    labels: Vec<usize>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn generate(ar: &Path, ar_config: &Path, weights: &Path, config: &Path, class: usize, num: usize, opts: &mergevq::sample::SampleOpts, window: Option<usize>, keep: Option<usize>, seed: u64, out: &Path) -> Result<()> {
+    use rand::SeedableRng;
+    let device = mergevq::device();
+    let acfg = mergevq::train::ar::ArConfig::load(ar_config)?;
+    let w = mergevq::weights::Weights::open(ar, false, &device)?;
+    let gpt = mergevq::gpt::Gpt::load(&w, "", &acfg.gpt).with_context(|| format!("AR weights {} do not fit {}", ar.display(), ar_config.display()))?;
+    w.finish(&[])?;
+    let cfg = TokenizerConfig::load(config)?;
+    let tok = Tokenizer::open(&cfg, weights, false, &device)?;
+    if cfg.embed_dim != acfg.gpt.bits() || tok.full_len() != acfg.gpt.block_size {
+        bail!("the AR model generates {}-bit codes on L={} tokens, the tokenizer has {} bits and L={}", acfg.gpt.bits(), acfg.gpt.block_size, cfg.embed_dim, tok.full_len());
+    }
+    let merge = if acfg.gpt.merge_tokens > 0 {
+        let ts = mergevq::tokens_file::TokenSet::load(&acfg.tokens).ok();
+        let cands: Vec<usize> = ts.map(|t| t.candidates).unwrap_or_default();
+        let k = keep.unwrap_or(tok.plan.kept()? as usize);
+        Some(cands.iter().position(|&c| c == k).ok_or_else(|| anyhow::anyhow!("K={k} is not among the model's kept-count candidates {cands:?}"))?)
+    } else {
+        if window.is_some() {
+            bail!("--mergear needs a MergeAR model (gpt.merge_tokens > 0)");
+        }
+        None
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let side = cfg.embed_res();
+    let res = cfg.ddconfig.resolution as u32;
+    let cols = (num as f64).sqrt().ceil() as u32;
+    let rows = (num as u32).div_ceil(cols);
+    let mut grid = image::RgbImage::new(cols * res, rows * res);
+    let (mut tokens, mut secs, mut peak) = (0usize, 0.0, 0usize);
+    let pb = progress(num as u64, "generate");
+    for i in 0..num {
+        let t0 = std::time::Instant::now();
+        let g = mergevq::sample::generate(&gpt, class, merge, window, opts, &mut rng, None)?;
+        secs += t0.elapsed().as_secs_f64();
+        tokens += g.codes.len();
+        peak = peak.max(g.peak_kv);
+        let codes = mergevq::lfq::Lfq::codes(&g.codes, cfg.embed_dim, 1, side, side, &device);
+        let img = tensor_to_rgb(tok.decoder.forward(codes).reshape([3, res as usize, res as usize]));
+        image::imageops::overlay(&mut grid, &img, ((i as u32 % cols) * res) as i64, ((i as u32 / cols) * res) as i64);
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    save_png(&grid, out)?;
+    println!("{num} images of class {class}: {:.1} tokens/s, peak KV-cache entries {peak} (of {} positions){}; wrote {}", tokens as f64 / secs, acfg.gpt.block_size + acfg.gpt.prefix(), window.map(|w| format!(", MergeAR window {w}")).unwrap_or_default(), out.display());
     Ok(())
 }

@@ -53,3 +53,91 @@ impl TokensFile {
         Ok(Self { bits: num("bits")?, resolution: num("resolution")?, indices, group })
     }
 }
+
+/// A tokenized data set for AR training (`extract-tokens`): per image the full raster of L
+/// codes (each position carries the code of the kept token that absorbed it), the group map,
+/// the kept count K and its index among the tokenizer's candidates, and the class label.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenSet {
+    pub bits: usize,
+    /// Kept-count candidates (the merge instructions), e.g. [25, 36, 49, 64].
+    pub candidates: Vec<usize>,
+    pub codes: Vec<Vec<i64>>,
+    pub group: Vec<Vec<usize>>,
+    pub keep: Vec<usize>,
+    pub labels: Vec<usize>,
+    pub classes: usize,
+}
+
+impl TokenSet {
+    pub fn len(&self) -> usize {
+        self.codes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.codes.is_empty()
+    }
+
+    /// Index of image i's K among the candidates.
+    pub fn merge_index(&self, i: usize) -> usize {
+        self.candidates.iter().position(|&k| k == self.keep[i]).unwrap_or(0)
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let n = self.len();
+        let l = self.codes.first().map(|c| c.len()).unwrap_or(0);
+        let i64s = |v: Vec<i64>| -> Vec<u8> { v.into_iter().flat_map(|x| x.to_le_bytes()).collect() };
+        let codes = i64s(self.codes.concat());
+        let group = i64s(self.group.iter().flatten().map(|&g| g as i64).collect());
+        let keep = i64s(self.keep.iter().map(|&k| k as i64).collect());
+        let labels = i64s(self.labels.iter().map(|&k| k as i64).collect());
+        let views = vec![
+            ("codes".to_string(), TensorView::new(Dtype::I64, vec![n, l], &codes)?),
+            ("group".to_string(), TensorView::new(Dtype::I64, vec![n, l], &group)?),
+            ("keep".to_string(), TensorView::new(Dtype::I64, vec![n], &keep)?),
+            ("labels".to_string(), TensorView::new(Dtype::I64, vec![n], &labels)?),
+        ];
+        let cands = self.candidates.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",");
+        let meta: HashMap<String, String> = [
+            ("format".to_string(), "mergevq-tokenset-1".to_string()),
+            ("bits".to_string(), self.bits.to_string()),
+            ("candidates".to_string(), cands),
+            ("classes".to_string(), self.classes.to_string()),
+        ]
+        .into();
+        crate::weights::atomic_write(path, &safetensors::serialize(views, Some(meta))?)
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read tokens {}", path.display()))?;
+        let bad = |why: String| anyhow!("{} is not a mergevq token set (from extract-tokens): {why}", path.display());
+        let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+        let meta = meta.metadata().clone().unwrap_or_default();
+        if meta.get("format").map(|s| s.as_str()) != Some("mergevq-tokenset-1") {
+            bail!(bad("missing format tag".into()));
+        }
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+        let get = |name: &str| -> Result<(Vec<i64>, Vec<usize>)> {
+            let t = st.tensor(name).map_err(|_| bad(format!("no `{name}`")))?;
+            if t.dtype() != Dtype::I64 {
+                bail!(bad(format!("`{name}` must be int64")));
+            }
+            Ok((t.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect(), t.shape().to_vec()))
+        };
+        let (codes, shape) = get("codes")?;
+        let (group, _) = get("group")?;
+        let (keep, _) = get("keep")?;
+        let (labels, _) = get("labels")?;
+        let l = shape.get(1).copied().unwrap_or(0).max(1);
+        let num = |k: &str| -> Result<usize> { meta.get(k).and_then(|v| v.parse().ok()).ok_or_else(|| bad(format!("no `{k}`"))) };
+        Ok(Self {
+            bits: num("bits")?,
+            classes: num("classes")?,
+            candidates: meta.get("candidates").map(|c| c.split(',').filter_map(|v| v.parse().ok()).collect()).unwrap_or_default(),
+            codes: codes.chunks(l).map(|c| c.to_vec()).collect(),
+            group: group.chunks(l).map(|c| c.iter().map(|&g| g as usize).collect()).collect(),
+            keep: keep.into_iter().map(|k| k as usize).collect(),
+            labels: labels.into_iter().map(|k| k as usize).collect(),
+        })
+    }
+}

@@ -1,0 +1,290 @@
+//! The AR trainer (stage 2): plain raster AR or MergeAR over token sets from `extract-tokens`.
+//! AdamW, warm-up + cosine (or step) schedule, clipping, label dropout for CFG, EMA,
+//! atomic checkpoints with resume — the same pieces as the tokenizer trainer.
+use super::checkpoint::Checkpoint;
+use super::config::{OptimConfig, RunConfig};
+use super::optim::{global_norm, Adam, Ema};
+use crate::gpt::{Gpt, GptConfig};
+use crate::mergear::{first_of_group, mergear_bias};
+use crate::tokens_file::TokenSet;
+use crate::weights::{export, write_safetensors, HostTensor, Weights};
+use anyhow::{anyhow, bail, Context, Result};
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArConfig {
+    pub gpt: GptConfig,
+    /// "plain" (causal over the L raster tokens) or "mergear".
+    pub mode: String,
+    /// MergeAR recent window w.
+    #[serde(default = "two")]
+    pub window: usize,
+    pub tokens: PathBuf,
+    /// Fraction of the token set held out for validation.
+    #[serde(default = "val_fraction")]
+    pub val_fraction: f64,
+    pub batch_size: usize,
+    #[serde(default)]
+    pub optim: OptimConfig,
+    pub run: RunConfig,
+}
+
+fn two() -> usize {
+    2
+}
+fn val_fraction() -> f64 {
+    0.05
+}
+
+impl ArConfig {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+        let mut cfg: Self = toml::from_str(&text).map_err(|e| anyhow!("bad config {}: {}", path.display(), e.message()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        if cfg.tokens.is_relative() && !cfg.tokens.exists() && base.join(&cfg.tokens).exists() {
+            cfg.tokens = base.join(&cfg.tokens);
+        }
+        cfg.validate().with_context(|| format!("bad config {}", path.display()))?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        self.gpt.validate()?;
+        match self.mode.as_str() {
+            "plain" if self.gpt.merge_tokens != 0 => bail!("plain AR takes gpt.merge_tokens = 0"),
+            "mergear" if self.gpt.merge_tokens == 0 => bail!("MergeAR needs gpt.merge_tokens = the number of kept-count candidates"),
+            "plain" | "mergear" => {}
+            m => bail!("mode must be plain or mergear, got `{m}`"),
+        }
+        if !(self.optim.lr > 0.0) || self.batch_size == 0 || !(0.0..1.0).contains(&self.val_fraction) {
+            bail!("optim.lr > 0, batch_size ≥ 1 and val_fraction in [0, 1) are required");
+        }
+        Ok(())
+    }
+}
+
+pub struct ArTrainer {
+    pub cfg: ArConfig,
+    device: Device,
+    pub gpt: Gpt,
+    names: std::collections::HashMap<burn::module::ParamId, String>,
+    opt: Adam,
+    ema: Ema,
+    pub step: usize,
+    data: TokenSet,
+    train_idx: Vec<usize>,
+    val_idx: Vec<usize>,
+}
+
+impl ArTrainer {
+    pub fn checkpoint_path(cfg: &ArConfig) -> PathBuf {
+        cfg.run.out_dir.join("checkpoint.safetensors")
+    }
+
+    pub fn new(cfg: ArConfig, resume: bool) -> Result<Self> {
+        let device = crate::device().autodiff();
+        let data = TokenSet::load(&cfg.tokens)?;
+        if data.is_empty() {
+            bail!("token set {} is empty", cfg.tokens.display());
+        }
+        let g = &cfg.gpt;
+        if data.bits != g.bits() {
+            bail!("token set has {}-bit codes, gpt.factorized_bits {:?} make {} bits (tokens from another tokenizer?)", data.bits, g.factorized_bits, g.bits());
+        }
+        if data.codes[0].len() != g.block_size {
+            bail!("token set has L={} tokens per image, gpt.block_size is {}", data.codes[0].len(), g.block_size);
+        }
+        if data.classes > g.class_num {
+            bail!("token set has {} classes, gpt.class_num is {}", data.classes, g.class_num);
+        }
+        if cfg.mode == "mergear" && data.candidates.len() != g.merge_tokens {
+            bail!("token set has {} kept-count candidates {:?}, gpt.merge_tokens is {}", data.candidates.len(), data.candidates, g.merge_tokens);
+        }
+        let mut idx: Vec<usize> = (0..data.len()).collect();
+        idx.shuffle(&mut StdRng::seed_from_u64(1234));
+        let n_val = ((data.len() as f64 * cfg.val_fraction).round() as usize).min(data.len() - 1);
+        let val_idx = idx[..n_val].to_vec();
+        let train_idx = idx[n_val..].to_vec();
+        let ckpt = if resume {
+            let p = Self::checkpoint_path(&cfg);
+            if !p.exists() {
+                bail!("--resume: no checkpoint at {}", p.display());
+            }
+            Some(Checkpoint::load(&p)?)
+        } else {
+            None
+        };
+        let w = match &ckpt {
+            Some(c) => Weights::from_map(c.groups.get("model").cloned().unwrap_or_default(), &device),
+            None => Weights::random(cfg.run.seed, &device),
+        };
+        let gpt = Gpt::load(&w, "", &cfg.gpt)?;
+        w.finish(&[])?;
+        let o = &cfg.optim;
+        let mut me = Self {
+            names: w.names(),
+            opt: Adam::new((o.betas[0], o.betas[1]), o.weight_decay, o.optimizer == "adamw"),
+            ema: Ema::new(o.ema),
+            step: 0,
+            device,
+            gpt,
+            data,
+            train_idx,
+            val_idx,
+            cfg,
+        };
+        if let Some(c) = ckpt {
+            me.step = c.meta["step"].as_u64().unwrap_or(0) as usize;
+            me.opt.t = c.meta["opt_t"].as_u64().unwrap_or(0);
+            me.ema.updates = c.meta["ema_updates"].as_u64().unwrap_or(0);
+            let inner = |t: &HostTensor| Tensor::<1>::from_data(TensorData::new(t.data.clone(), [t.data.len()]), &me.device).inner();
+            for (id, name) in &me.names {
+                if let Some(t) = c.groups.get("ema").and_then(|g| g.get(name)) {
+                    me.ema.shadow.insert(*id, inner(t));
+                }
+                if let (Some(m), Some(v)) = (c.groups.get("opt.m").and_then(|g| g.get(name)), c.groups.get("opt.v").and_then(|g| g.get(name))) {
+                    me.opt.state.insert(*id, (inner(m), inner(v)));
+                }
+            }
+        }
+        Ok(me)
+    }
+
+    /// Mean cross-entropy of the pre and post factors for the images `items`, with the mode's
+    /// attention mask; `drop_labels` applies label dropout (training).
+    pub fn loss(&self, gpt: &Gpt, items: &[usize], rng: Option<&mut StdRng>) -> Result<Tensor<1>> {
+        let g = &self.cfg.gpt;
+        let a = g.factorized_bits[0];
+        let b = items.len();
+        let l = g.block_size;
+        let mut labels: Vec<i64> = items.iter().map(|&i| self.data.labels[i] as i64).collect();
+        if let Some(rng) = rng {
+            for lab in labels.iter_mut() {
+                if rng.random::<f64>() < g.class_dropout {
+                    *lab = g.class_num as i64;
+                }
+            }
+        }
+        let codes: Vec<i64> = items.iter().flat_map(|&i| self.data.codes[i].iter().copied()).collect();
+        let pre: Vec<i64> = codes.iter().map(|c| c & ((1 << a) - 1)).collect();
+        let post: Vec<i64> = codes.iter().map(|c| c >> a).collect();
+        let device = gpt.pre_emb.val().device();
+        let (merge, bias) = if self.cfg.mode == "mergear" {
+            let m: Vec<i64> = items.iter().map(|&i| self.data.merge_index(i) as i64).collect();
+            let n = g.prefix() + l - 1;
+            let masks: Vec<Tensor<4>> = items.iter().map(|&i| mergear_bias(g.prefix(), &first_of_group(&self.data.group[i]), self.cfg.window, n, &device)).collect();
+            (Some(m), Some(Tensor::cat(masks, 0)))
+        } else {
+            (None, None)
+        };
+        let out = gpt.forward(&pre, &post, &labels, merge.as_deref(), bias)?;
+        let ce = |logits: Tensor<3>, target: &[i64], classes: usize| -> Tensor<1> {
+            let onehot: Vec<f32> = target.iter().flat_map(|&t| (0..classes).map(move |k| if k as i64 == t { 1.0 } else { 0.0 })).collect();
+            let onehot = Tensor::<3>::from_data(TensorData::new(onehot, [b, l, classes]), &device);
+            (log_softmax(logits, 2) * onehot).sum().neg() / (b * l) as f64
+        };
+        Ok((ce(out.pre, &pre, 1 << a) + ce(out.post, &post, 1 << g.factorized_bits[1])) * 0.5)
+    }
+
+    /// Validation loss of the EMA weights.
+    pub fn validate(&self) -> Result<f64> {
+        let model = self.ema.apply(self.gpt.clone()).valid();
+        let (mut sum, mut n) = (0.0, 0);
+        for chunk in self.val_idx.chunks(self.cfg.batch_size) {
+            let v: f32 = self.loss(&model, chunk, None)?.into_scalar();
+            sum += v as f64 * chunk.len() as f64;
+            n += chunk.len();
+        }
+        Ok(if n == 0 { f64::NAN } else { sum / n as f64 })
+    }
+
+    pub fn save_checkpoint(&self) -> Result<()> {
+        let mut groups = BTreeMap::new();
+        groups.insert("model".to_string(), export(&self.gpt, &self.names));
+        groups.insert("ema".to_string(), export(&self.ema.apply(self.gpt.clone()), &self.names));
+        let (mut m, mut v) = (BTreeMap::new(), BTreeMap::new());
+        for (id, (tm, tv)) in &self.opt.state {
+            if let Some(name) = self.names.get(id) {
+                let h = |t: &Tensor<1>| {
+                    let data: Vec<f32> = t.clone().into_data().convert::<f32>().try_into_vec().expect("f32");
+                    HostTensor { shape: vec![data.len()], data }
+                };
+                m.insert(name.clone(), h(tm));
+                v.insert(name.clone(), h(tv));
+            }
+        }
+        groups.insert("opt.m".to_string(), m);
+        groups.insert("opt.v".to_string(), v);
+        let meta = serde_json::json!({"step": self.step, "opt_t": self.opt.t, "ema_updates": self.ema.updates});
+        Checkpoint { groups, meta }.save(&Self::checkpoint_path(&self.cfg))
+    }
+
+    /// Trains to run.steps; returns the final validation loss and the exported EMA path.
+    pub fn run(&mut self) -> Result<(f64, PathBuf)> {
+        let cfg = self.cfg.clone();
+        let out = &cfg.run.out_dir;
+        std::fs::create_dir_all(out)?;
+        let mut metrics = std::fs::OpenOptions::new().create(true).append(true).open(out.join("metrics.jsonl"))?;
+        let pb = indicatif::ProgressBar::new(cfg.run.steps as u64);
+        pb.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise}<{eta_precise} {msg}").unwrap());
+        pb.set_position(self.step as u64);
+        let t0 = std::time::Instant::now();
+        let per_epoch = (self.train_idx.len() / cfg.batch_size).max(1);
+        let mut curve = Vec::new();
+        while self.step < cfg.run.steps {
+            let step = self.step;
+            let (epoch, k) = (step / per_epoch, step % per_epoch);
+            let mut order = self.train_idx.clone();
+            order.shuffle(&mut StdRng::seed_from_u64(cfg.run.seed ^ epoch as u64));
+            let items: Vec<usize> = (0..cfg.batch_size).map(|j| order[(k * cfg.batch_size + j) % order.len()]).collect();
+            let mut rng = StdRng::seed_from_u64(cfg.run.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let loss = self.loss(&self.gpt, &items, Some(&mut rng))?;
+            let v: f32 = loss.clone().into_scalar();
+            if !v.is_finite() {
+                bail!("loss `ce` is {v} at step {step}; stopping without saving");
+            }
+            let mut grads = GradientsParams::from_grads(loss.backward(), &self.gpt);
+            let norm = global_norm(&self.gpt, &grads);
+            let scale = cfg.optim.clip.map(|c| if norm > c { c / (norm + 1e-6) } else { 1.0 }).unwrap_or(1.0);
+            let lr = cfg.optim.schedule.lr(cfg.optim.lr, step, cfg.run.steps);
+            self.gpt = self.opt.step(self.gpt.clone(), &mut grads, lr, scale);
+            self.ema.update(&self.gpt);
+            self.step += 1;
+            curve.push((self.step as f64, v as f64));
+            if self.step % cfg.run.log_every.max(1) == 0 {
+                writeln!(metrics, "{}", serde_json::json!({"step": self.step, "ce": v, "lr": lr, "grad_norm": norm}))?;
+                pb.set_message(format!("ce {v:.4}"));
+            }
+            if cfg.run.val_every > 0 && self.step % cfg.run.val_every == 0 {
+                writeln!(metrics, "{}", serde_json::json!({"step": self.step, "val_ce": self.validate()?}))?;
+            }
+            let timed_out = cfg.run.max_minutes.is_some_and(|m| t0.elapsed().as_secs_f64() > m * 60.0);
+            if self.step % cfg.run.checkpoint_every.max(1) == 0 || self.step == cfg.run.steps || timed_out {
+                self.save_checkpoint()?;
+            }
+            pb.set_position(self.step as u64);
+            if timed_out {
+                break;
+            }
+        }
+        pb.finish_and_clear();
+        if curve.len() > 1 {
+            crate::image_io::save_png(&crate::plot::line_plot(&[curve], 640, 360), &out.join("loss_curve.png"))?;
+        }
+        let val = self.validate()?;
+        writeln!(metrics, "{}", serde_json::json!({"step": self.step, "val_ce": val, "final": true}))?;
+        let path = out.join("gpt_ema.safetensors");
+        write_safetensors(&path, &export(&self.ema.apply(self.gpt.clone()), &self.names))?;
+        Ok((val, path))
+    }
+}

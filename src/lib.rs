@@ -8,6 +8,7 @@ pub mod eval;
 pub mod gan;
 pub mod gpt;
 pub mod image_io;
+pub mod inception;
 pub mod lfq;
 pub mod lpips;
 pub mod mergear;

@@ -105,6 +105,7 @@ impl Case {
             "LPIPS" => self.lpips()?,
             "NLayerDiscriminator" => self.discriminator()?,
             "GPT" => self.gpt()?,
+            "InceptionV3" => self.inception()?,
             other => bail!("case kind `{other}` is not implemented"),
         };
         Ok(self.compare(got))
@@ -355,6 +356,15 @@ impl Case {
             got("kv_logits_pre".into(), Tensor::cat(kp, 1), false),
             got("kv_logits_post".into(), Tensor::cat(kq, 1), false),
         ])
+    }
+
+    fn inception(&self) -> Result<Vec<Got>> {
+        let w = self.weights()?;
+        let net = crate::inception::InceptionV3::load(&w, crate::inception::InputRange::Torch)?;
+        w.finish(&[])?;
+        let f = net.features(self.tensor("images")?);
+        let [b, d] = f.dims();
+        Ok(vec![got("features".into(), f.reshape([b, d, 1, 1]), false)])
     }
 
     fn token_unmerge(&self) -> Result<Vec<Got>> {

@@ -19,7 +19,7 @@ macro_rules! golden {
     ($($name:ident),*) => { $( #[test] fn $name() { check(stringify!($name)); } )* };
 }
 
-golden!(gpt, lpips, discriminator, tome_merge, tome_merge_nocls, tome_schedule, lfq, lfq_factorized, encoder, encoder_isotropic, decoder, source_recovery, token_unmerge, tokenizer);
+golden!(inception, inception_resize, gpt, lpips, discriminator, tome_merge, tome_merge_nocls, tome_schedule, lfq, lfq_factorized, encoder, encoder_isotropic, decoder, source_recovery, token_unmerge, tokenizer);
 
 /// The comparison is not vacuous: a case whose expected output is nudged beyond tolerance fails.
 #[test]

@@ -12,6 +12,7 @@ pub mod inception;
 pub mod lfq;
 pub mod lpips;
 pub mod mergear;
+pub mod metrics;
 pub mod nn;
 pub mod parity;
 pub mod plot;

@@ -1,0 +1,71 @@
+//! Metrics against reference values from numpy / scipy / scikit-image
+//! (tests/data/metric_fixtures.json, made by scripts/make_metric_fixtures.py).
+use mergevq::metrics::{codebook_usage, frechet_distance, kid, psnr, ssim, Stats};
+use mergevq::parity::generated;
+
+fn fixtures() -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/metric_fixtures.json")).unwrap()).unwrap()
+}
+
+fn features(seed: u64, n: usize, d: usize, shift: f64) -> Vec<Vec<f32>> {
+    let v = generated(seed, n * d, -1.0, 1.0);
+    (0..n)
+        .map(|i| {
+            let row = &v[i * d..(i + 1) * d];
+            (0..d).map(|j| (row[j] as f64 + if j > 0 { 0.5 * row[j - 1] as f64 } else { 0.0 } + shift) as f32).collect()
+        })
+        .collect()
+}
+
+fn image(seed: u32, w: u32, h: u32) -> image::RgbImage {
+    image::RgbImage::from_fn(w, h, |x, y| image::Rgb([0, 1, 2].map(|k| ((x * (3 + seed) + y * (5 + 2 * k) + 17 * k * seed) % 256) as u8)))
+}
+
+fn noisy(img: &image::RgbImage) -> image::RgbImage {
+    let (w, h) = img.dimensions();
+    image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([0, 1, 2].map(|c| {
+            let i = ((y * w + x) * 3 + c) as i64;
+            (img.get_pixel(x, y)[c as usize] as i64 + (i * 7919) % 21 - 10).clamp(0, 255) as u8
+        }))
+    })
+}
+
+#[test]
+fn fid_matches_scipy() {
+    let f = &fixtures()["fid"];
+    let a = features(11, 300, 64, 0.0);
+    let b = features(22, 300, 64, 0.1);
+    let got = frechet_distance(&Stats::from_features(&a), &Stats::from_features(&b));
+    let want = f["value"].as_f64().unwrap();
+    assert!(((got - want) / want).abs() <= 1e-3, "FID {got} vs scipy {want}");
+    let same = frechet_distance(&Stats::from_features(&a), &Stats::from_features(&a));
+    assert!(same.abs() < 1e-6, "FID(a, a) = {same}");
+}
+
+#[test]
+fn ssim_and_psnr_match_skimage() {
+    let f = fixtures();
+    let (i1, i2) = (image(1, 48, 40), image(2, 48, 40));
+    let i3 = noisy(&i1);
+    let s12 = ssim(&i1, &i2);
+    let s13 = ssim(&i1, &i3);
+    assert!((s12 - f["ssim"][0]["value"].as_f64().unwrap()).abs() < 1e-4, "{s12}");
+    assert!((s13 - f["ssim"][1]["value"].as_f64().unwrap()).abs() < 1e-4, "{s13}");
+    assert!((ssim(&i1, &i1) - 1.0).abs() < 1e-12);
+    let p = psnr(&i1, &i3);
+    assert!((p - f["psnr"]["value"].as_f64().unwrap()).abs() < 1e-6, "{p}");
+}
+
+#[test]
+fn kid_and_codebook_usage() {
+    let a = features(1, 200, 16, 0.0);
+    let b = features(2, 200, 16, 0.0);
+    let c = features(3, 200, 16, 0.5);
+    let (same, _) = kid(&a, &b, 10, 100, 0);
+    let (diff, _) = kid(&a, &c, 10, 100, 0);
+    assert!(same.abs() < diff && diff > 0.0, "KID same-distribution {same} vs shifted {diff}");
+    let (usage, ppl) = codebook_usage(&[0, 1, 2, 3, 0, 1, 2, 3], 16);
+    assert_eq!(usage, 0.25);
+    assert!((ppl - 4.0).abs() < 1e-9);
+}

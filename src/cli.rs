@@ -140,6 +140,75 @@ pub enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Reconstruction metrics over kept counts: PSNR, SSIM, LPIPS, rFID, codebook usage;
+    /// writes report.json, rate–distortion plots and a reconstruction grid to the output folder.
+    EvalRecon {
+        #[arg(long)]
+        tokenizer: PathBuf,
+        #[arg(long)]
+        config: PathBuf,
+        /// An image folder, or fashion-mnist[:train|test].
+        #[arg(long)]
+        data: String,
+        /// Kept counts K (perfect squares ≤ L); default the config's K.
+        #[arg(long, value_delimiter = ',')]
+        keep: Vec<usize>,
+        #[arg(long, default_value_t = 1000)]
+        num: usize,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Skip rFID (InceptionV3 on every image is the slow part on a CPU).
+        #[arg(long)]
+        no_fid: bool,
+        #[arg(long, default_value = "weights/inception_fid.safetensors")]
+        inception: PathBuf,
+        #[arg(long, default_value = "weights/lpips_vgg16.safetensors")]
+        lpips: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Generation metrics: gFID and KID of a folder of samples against a reference folder or
+    /// saved statistics.
+    EvalGen {
+        /// Folder of generated images (one size).
+        #[arg(long)]
+        samples: PathBuf,
+        /// Reference: an image folder, or a stats file from --save-stats.
+        #[arg(long)]
+        reference: PathBuf,
+        /// Save the reference statistics here for reuse.
+        #[arg(long)]
+        save_stats: Option<PathBuf>,
+        #[arg(long, default_value = "weights/inception_fid.safetensors")]
+        inception: PathBuf,
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Linear probing of the frozen encoder's [CLS] features and mean-pooled merged tokens.
+    Probe {
+        #[arg(long)]
+        tokenizer: PathBuf,
+        #[arg(long)]
+        config: PathBuf,
+        /// Training images: a folder or fashion-mnist[:split].
+        #[arg(long)]
+        train: String,
+        #[arg(long)]
+        val: String,
+        #[arg(long, default_value_t = 5000)]
+        num_train: usize,
+        #[arg(long, default_value_t = 1000)]
+        num_val: usize,
+        #[arg(long, default_value_t = 30)]
+        epochs: usize,
+        #[arg(long, default_value_t = 1e-2)]
+        lr: f64,
+        /// Feature cache (reused when present).
+        #[arg(long, default_value = "probe_features.safetensors")]
+        cache: PathBuf,
+    },
     /// Benchmarks (medians after a warm-up).
     Bench {
         #[command(subcommand)]
@@ -205,6 +274,9 @@ pub fn run(cmd: Option<Command>) -> Result<()> {
             let opts = mergevq::sample::SampleOpts { temperature, top_k, top_p, cfg };
             generate(&ar, &ar_config, &tokenizer, &config, class, num, &opts, mergear.then_some(window), keep, seed, &output)
         }
+        Command::EvalRecon { tokenizer, config, data, keep, num, batch, no_fid, inception, lpips, output } => eval_recon(&tokenizer, &config, &data, keep, num, batch, (!no_fid).then_some(inception.as_path()), &lpips, &output),
+        Command::EvalGen { samples, reference, save_stats, inception, batch, output } => eval_gen(&samples, &reference, save_stats.as_deref(), &inception, batch, &output),
+        Command::Probe { tokenizer, config, train, val, num_train, num_val, epochs, lr, cache } => probe(&tokenizer, &config, &train, &val, num_train, num_val, epochs, lr, &cache),
         Command::TrainTokenizer { config, resume } => {
             let cfg = mergevq::train::config::TrainConfig::load(&config)?;
             let mut t = mergevq::train::tokenizer::Trainer::new(cfg, resume)?;
@@ -502,5 +574,114 @@ fn generate(ar: &Path, ar_config: &Path, weights: &Path, config: &Path, class: u
     pb.finish_and_clear();
     save_png(&grid, out)?;
     println!("{num} images of class {class}: {:.1} tokens/s, peak KV-cache entries {peak} (of {} positions){}; wrote {}", tokens as f64 / secs, acfg.gpt.block_size + acfg.gpt.prefix(), window.map(|w| format!(", MergeAR window {w}")).unwrap_or_default(), out.display());
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn eval_recon(weights: &Path, config: &Path, data: &str, keeps: Vec<usize>, num: usize, batch: usize, inception: Option<&Path>, lpips: &Path, out: &Path) -> Result<()> {
+    let device = mergevq::device();
+    let cfg = TokenizerConfig::load(config)?;
+    let mut tok = Tokenizer::open(&cfg, weights, false, &device)?;
+    let keeps = if keeps.is_empty() { vec![tok.plan.kept()? as usize] } else { keeps };
+    for &k in &keeps {
+        tok.clone().set_keep(k)?;
+    }
+    let source = open_data(data)?;
+    let inc = inception.map(|p| mergevq::eval::load_inception(p, &device)).transpose()?;
+    let lp = mergevq::eval::load_lpips(lpips, &device)?;
+    std::fs::create_dir_all(out)?;
+    let n = num.min(source.len());
+    let pb = progress((n * keeps.len()) as u64, "eval-recon");
+    let reports = mergevq::eval::eval_recon(&mut tok, source, n, &keeps, batch, Some(&lp), inc.as_ref(), &out.join("reconstructions.png"), &|k| pb.inc(k))?;
+    pb.finish_and_clear();
+    println!("{:>5} {:>7} {:>8} {:>7} {:>8} {:>9} {:>8} {:>10}", "K", "images", "PSNR", "SSIM", "LPIPS", "rFID", "usage", "perplexity");
+    for r in &reports {
+        let opt = |v: Option<f64>, p: usize| v.map(|x| format!("{x:.p$}")).unwrap_or_else(|| "-".into());
+        println!("{:>5} {:>7} {:>8.2} {:>7.4} {:>8} {:>9} {:>8.4} {:>10.1}", r.keep, r.images, r.psnr, r.ssim, opt(r.lpips, 4), opt(r.rfid, 2), r.codebook_usage, r.perplexity);
+    }
+    let json = serde_json::json!({"tokenizer": weights, "config": config, "data": data, "L": tok.full_len(), "results": reports});
+    mergevq::weights::atomic_write(&out.join("report.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
+    let series = |f: &dyn Fn(&mergevq::eval::ReconReport) -> Option<f64>| reports.iter().filter_map(|r| f(r).map(|v| (r.keep as f64, v))).collect::<Vec<_>>();
+    save_png(&mergevq::plot::line_plot(&[series(&|r| Some(r.psnr))], 480, 320), &out.join("rd_psnr.png"))?;
+    if inception.is_some() {
+        save_png(&mergevq::plot::line_plot(&[series(&|r| r.rfid)], 480, 320), &out.join("rd_rfid.png"))?;
+    }
+    println!("wrote {}/{{report.json,rd_psnr.png{},reconstructions.png}}", out.display(), if inception.is_some() { ",rd_rfid.png" } else { "" });
+    Ok(())
+}
+
+fn eval_gen(samples: &Path, reference: &Path, save: Option<&Path>, inception: &Path, batch: usize, out: &Path) -> Result<()> {
+    use mergevq::data::{ImageFolder, Source};
+    use mergevq::metrics::{frechet_distance, kid, Stats};
+    let device = mergevq::device();
+    let net = mergevq::eval::load_inception(inception, &device)?;
+    let gen = ImageFolder::open(samples)?;
+    let pb = progress(gen.len() as u64, "features (samples)");
+    let fg = mergevq::eval::features_of(&net, &gen, batch, &device, &|k| pb.inc(k))?;
+    pb.finish_and_clear();
+    let (ref_stats, fr) = if reference.is_file() {
+        mergevq::eval::load_stats(reference)?
+    } else {
+        let r = ImageFolder::open(reference)?;
+        let pb = progress(r.len() as u64, "features (reference)");
+        let fr = mergevq::eval::features_of(&net, &r, batch, &device, &|k| pb.inc(k))?;
+        pb.finish_and_clear();
+        (Stats::from_features(&fr), fr)
+    };
+    if let Some(p) = save {
+        mergevq::eval::save_stats(p, &fr)?;
+    }
+    let gfid = frechet_distance(&Stats::from_features(&fg), &ref_stats);
+    let size = fg.len().min(fr.len()).min(1000);
+    let (kid_mean, kid_std) = kid(&fg, &fr, 100, size, 0);
+    println!("gFID {gfid:.3}  KID {kid_mean:.5} ± {kid_std:.5}  ({} samples, {} reference)", fg.len(), fr.len());
+    println!("Inception Score: not available (the registry FID weights have no classifier head)");
+    std::fs::create_dir_all(out)?;
+    let json = serde_json::json!({"samples": samples, "reference": reference, "n_samples": fg.len(), "n_reference": fr.len(), "gfid": gfid, "kid": kid_mean, "kid_std": kid_std, "inception_score": null});
+    mergevq::weights::atomic_write(&out.join("report.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn probe(weights: &Path, config: &Path, train: &str, val: &str, num_train: usize, num_val: usize, epochs: usize, lr: f64, cache: &Path) -> Result<()> {
+    use mergevq::probe::{extract, linear_probe, Features};
+    let device = mergevq::device();
+    let cfg = TokenizerConfig::load(config)?;
+    let tok = Tokenizer::open(&cfg, weights, false, &device)?;
+    let (train_src, val_src) = (open_data(train)?, open_data(val)?);
+    let classes = train_src.classes();
+    let key = format!("{}|{}|{train}|{val}|{num_train}|{num_val}", weights.display(), config.display());
+    let cached = mergevq::weights::read_safetensors(cache).ok().filter(|m| m.get("key").map(|k| k.data.iter().map(|&c| c as u8 as char).collect::<String>()) == Some(key.clone()));
+    let (tr, va) = match cached {
+        Some(m) => {
+            println!("using cached features {}", cache.display());
+            let rows = |k: &str| -> Vec<Vec<f32>> { let t = &m[k]; t.data.chunks(t.shape[1]).map(|c| c.to_vec()).collect() };
+            let labels = |k: &str| -> Vec<usize> { m[k].data.iter().map(|&v| v as usize).collect() };
+            (Features { cls: rows("train_cls"), pooled: rows("train_pooled"), labels: labels("train_labels") }, Features { cls: rows("val_cls"), pooled: rows("val_pooled"), labels: labels("val_labels") })
+        }
+        None => {
+            let n = num_train.min(train_src.len()) + num_val.min(val_src.len());
+            let pb = progress(n as u64, "features");
+            let tr = extract(&tok, train_src, num_train, 64, &|k| pb.inc(k))?;
+            let va = extract(&tok, val_src, num_val, 64, &|k| pb.inc(k))?;
+            pb.finish_and_clear();
+            let mut m = std::collections::BTreeMap::new();
+            let put = |m: &mut std::collections::BTreeMap<String, mergevq::weights::HostTensor>, k: &str, rows: &[Vec<f32>]| {
+                m.insert(k.to_string(), mergevq::weights::HostTensor { shape: vec![rows.len(), rows[0].len()], data: rows.concat() });
+            };
+            put(&mut m, "train_cls", &tr.cls);
+            put(&mut m, "train_pooled", &tr.pooled);
+            put(&mut m, "val_cls", &va.cls);
+            put(&mut m, "val_pooled", &va.pooled);
+            m.insert("train_labels".into(), mergevq::weights::HostTensor { shape: vec![tr.labels.len()], data: tr.labels.iter().map(|&v| v as f32).collect() });
+            m.insert("val_labels".into(), mergevq::weights::HostTensor { shape: vec![va.labels.len()], data: va.labels.iter().map(|&v| v as f32).collect() });
+            m.insert("key".into(), mergevq::weights::HostTensor { shape: vec![key.len()], data: key.bytes().map(|b| b as f32).collect() });
+            mergevq::weights::write_safetensors(cache, &m)?;
+            (tr, va)
+        }
+    };
+    let a_cls = linear_probe(&tr.cls, &tr.labels, &va.cls, &va.labels, classes, epochs, lr, 0)?;
+    let a_pool = linear_probe(&tr.pooled, &tr.labels, &va.pooled, &va.labels, classes, epochs, lr, 0)?;
+    println!("linear probe top-1: [CLS] {:.2}%  mean-pooled merged tokens {:.2}%  ({} train, {} val, {classes} classes)", 100.0 * a_cls, 100.0 * a_pool, tr.labels.len(), va.labels.len());
     Ok(())
 }

@@ -176,6 +176,14 @@ impl Encoder {
         Ok(Encoded { z, track })
     }
 
+    /// Frozen features for linear probing: the [CLS] token after the ToMe transformer, and the
+    /// mean of the K merged tokens, each [B, C].
+    pub fn probe_features(&self, x: Tensor<4>, plan: &KeepPlan) -> Result<(Tensor<2>, Tensor<2>)> {
+        let (h, _) = self.attn.forward(self.tokens(x), &plan.per_layer()?);
+        let [b, n, c] = h.dims();
+        Ok((h.clone().narrow(1, 0, 1).reshape([b, c]), h.narrow(1, 1, n - 1).mean_dim(1).reshape([b, c])))
+    }
+
     /// The representation head on the [CLS] token (after the same merging transformer).
     pub fn head(&self, x: Tensor<4>, plan: &KeepPlan) -> Result<Tensor<2>> {
         let Some(head) = &self.dist_head else { bail!("this encoder has no dist_head") };

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod nn;
 pub mod parity;
 pub mod plot;
+pub mod probe;
 pub mod recovery;
 pub mod sample;
 pub mod resblock;

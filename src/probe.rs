@@ -44,6 +44,9 @@ pub fn extract(tok: &Tokenizer, source: Arc<dyn Source>, n: usize, batch: usize,
         f.labels.extend(b.labels);
         progress(b.size as u64);
     }
+    f.cls.truncate(n);
+    f.pooled.truncate(n);
+    f.labels.truncate(n);
     Ok(f)
 }
 

@@ -6,7 +6,8 @@ Standard library only: the pickle is read with stand-ins, nothing in it is execu
 
 usage: convert_fid_inception.py default_1.pt inception_fid.safetensors
 """
-import collections, json, os, pickle, struct, sys, zipfile
+import collections, pickle, struct, sys, zipfile
+import safetensors_io
 
 class Obj:
     def __init__(self, *a, **k): self.__dict__["_state"] = {}
@@ -97,17 +98,7 @@ def main():
             tensors[f"{layer}.bn.weight"] = ([c], struct.pack("<%df" % c, *([1.0] * c)))
         else:
             tensors[f"{layer}.bn." + {"beta": "bias", "mean": "running_mean", "var": "running_var"}[param]] = (shape, data)
-    header, blob, off = {}, b"", 0
-    for name in sorted(tensors):
-        shape, data = tensors[name]
-        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [off, off + len(data)]}
-        blob += data
-        off += len(data)
-    h = json.dumps(header).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(dst + ".tmp", "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + blob)
-    os.replace(dst + ".tmp", dst)
+    safetensors_io.write(dst, tensors)
     print(f"wrote {dst} ({len(tensors)} tensors from {len(raw)})")
 
 if __name__ == "__main__":

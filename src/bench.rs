@@ -9,6 +9,17 @@ use std::time::Instant;
 
 #[derive(Subcommand)]
 pub enum Bench {
+    /// One tokenizer training step (generator + discriminator, all losses of the config) on
+    /// a fixed batch: images/s.
+    Train {
+        /// A train-tokenizer config (its data, losses and model).
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// AR decoding, plain vs MergeAR, on a random GPT with a synthetic group map (K = L/4,
     /// groups of 4 consecutive tokens): tokens/s, peak KV-cache entries and cache memory.
     Ar {
@@ -42,6 +53,7 @@ pub enum Bench {
 
 pub fn run(b: Bench) -> Result<()> {
     match b {
+        Bench::Train { config, batch, runs } => train(&config, batch, runs.max(1)),
         Bench::Ar { dim, layers, heads, lengths, runs } => ar(dim, layers, heads, &lengths, runs.max(1)),
         Bench::Tokenizer { config, batch, runs, keep, json } => tokenizer(&config, batch, runs.max(1), keep, json),
     }
@@ -132,5 +144,36 @@ fn ar(dim: usize, layers: usize, heads: usize, lengths: &[usize], runs: usize) -
             println!("{l:>6} {k:>6} {mode:>10} {tps:>12.1} {peak:>10} {mib:>14.2} {:>7.2}x", tps / base);
         }
     }
+    Ok(())
+}
+
+fn train(config: &PathBuf, batch: usize, runs: usize) -> Result<()> {
+    let mut cfg = mergevq::train::config::TrainConfig::load(config)?;
+    cfg.data.batch_size = batch;
+    cfg.optim.accumulate = 1;
+    // Every loss on from the first step (the discriminator too).
+    cfg.loss.disc_start = 0;
+    cfg.run.out_dir = std::env::temp_dir().join(format!("mergevq-bench-train-{}", std::process::id()));
+    let mut t = mergevq::train::tokenizer::Trainer::new(cfg.clone(), false)?;
+    let loader = mergevq::data::Loader {
+        source: t.train_source(),
+        augment: mergevq::data::Augment { resolution: cfg.tokenizer.ddconfig.resolution as u32, random_crop: false, flip: false, pad: cfg.data.pad },
+        strong: mergevq::data::Augment { resolution: cfg.tokenizer.ddconfig.resolution as u32, random_crop: true, flip: true, pad: cfg.data.pad },
+        batch,
+        seed: 0,
+        skipped: Default::default(),
+    };
+    let b = loader.batch_at(0);
+    let mut times = Vec::new();
+    for i in 0..=runs {
+        let t0 = Instant::now();
+        t.train_step(std::slice::from_ref(&b))?;
+        if i > 0 {
+            times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    let m = median(times);
+    println!("train step {} batch={batch} runs={runs}: median {m:.3} s/step, {:.1} images/s (all losses, discriminator on)", config.display(), batch as f64 / m);
+    let _ = std::fs::remove_dir_all(&cfg.run.out_dir);
     Ok(())
 }

@@ -20,8 +20,8 @@ pub struct Args {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Reconstruct the bundled photo with the G+R d64 architecture (random weights for now)
-    /// and write the reconstruction and merge map.
+    /// Run the bundled Fashion-MNIST tokenizer and MergeAR model: reconstructions at several K,
+    /// MergeAR vs plain AR samples, and a report.html.
     Demo {
         #[arg(short, long, default_value = "demo-out")]
         output: PathBuf,
@@ -246,7 +246,7 @@ impl ModelArgs {
 
 pub fn run(cmd: Option<Command>) -> Result<()> {
     match cmd.unwrap_or(Command::Demo { output: PathBuf::from("demo-out") }) {
-        Command::Demo { output } => demo(&output),
+        Command::Demo { output } => crate::demo::run(&output),
         Command::Parity { dirs } => parity(dirs),
         Command::Init { config, output, seed } => {
             let cfg = TokenizerConfig::load(&config)?;
@@ -288,33 +288,6 @@ pub fn run(cmd: Option<Command>) -> Result<()> {
             Ok(())
         }
     }
-}
-
-/// Files the binary ships with, found next to the crate (cargo run) or the working directory.
-fn asset(rel: &str) -> Result<PathBuf> {
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel);
-    [here, PathBuf::from(rel)].into_iter().find(|p| p.exists()).ok_or_else(|| anyhow::anyhow!("bundled file {rel} is missing"))
-}
-
-fn demo(out: &Path) -> Result<()> {
-    let device = mergevq::device();
-    let cfg = TokenizerConfig::load(&asset("configs/mergevq_256_GR_d64.toml")?)?;
-    let tok = Tokenizer::init(&cfg, 0, &device)?;
-    println!("MergeVQ G+R d64 (random weights until trained models ship): 256×256 → L={} tokens → K={} kept", tok.full_len(), tok.plan.kept()?);
-    let photo = asset("assets/rocket.jpg")?;
-    let (x, _) = load_image(&photo, 256, &device)?;
-    let input = tensor_to_rgb(x.clone().reshape([3, 256, 256]));
-    let t0 = std::time::Instant::now();
-    let t = tok.encode(x)?;
-    let rec = tensor_to_rgb(tok.decode(t.quantized, &t.group).reshape([3, 256, 256]));
-    let secs = t0.elapsed().as_secs_f64();
-    std::fs::create_dir_all(out)?;
-    save_png(&input, &out.join("input.png"))?;
-    save_png(&rec, &out.join("reconstruction.png"))?;
-    save_png(&merge_map(&input, &t.group[0], cfg.embed_res()), &out.join("merge_map.png"))?;
-    println!("K={} groups, PSNR={:.2} dB, encode+decode {secs:.2} s", t.k, psnr(&input, &rec));
-    println!("wrote {}/{{input,reconstruction,merge_map}}.png", out.display());
-    Ok(())
 }
 
 fn stem(p: &Path) -> String {

@@ -2,6 +2,7 @@ use clap::Parser;
 
 mod bench;
 mod cli;
+mod demo;
 
 fn main() {
     let args = cli::Args::parse();

@@ -144,6 +144,11 @@ impl Trainer {
         Ok(me)
     }
 
+    /// The training images.
+    pub fn train_source(&self) -> Arc<dyn Source> {
+        self.train.source.clone()
+    }
+
     fn tensor(&self, data: Vec<f32>, shape: [usize; 4]) -> Tensor<4> {
         Tensor::from_data(TensorData::new(data, shape), &self.device)
     }

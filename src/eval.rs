@@ -93,7 +93,16 @@ pub fn eval_recon(tok: &mut Tokenizer, source: Arc<dyn Source>, n: usize, keeps:
     let aug = Augment { resolution: res as u32, random_crop: false, flip: false, pad: true };
     let loader = Loader { source: source.clone(), augment: aug.clone(), strong: aug, batch, seed: 0, skipped: Default::default() };
     let n = n.min(source.len());
-    let batches: Vec<Batch> = (0..n.div_ceil(batch)).map(|k| loader.batch_in_order(k)).filter(|b| b.size > 0).collect();
+    let mut batches: Vec<Batch> = (0..n.div_ceil(batch)).map(|k| loader.batch_in_order(k)).filter(|b| b.size > 0).collect();
+    // Exactly n images: trim the last batch.
+    let total: usize = batches.iter().map(|b| b.size).sum();
+    if let Some(last) = batches.last_mut().filter(|_| total > n) {
+        let keep = last.size - (total - n);
+        last.images.truncate(keep * 3 * res * res);
+        last.labels.truncate(keep);
+        last.indices.truncate(keep);
+        last.size = keep;
+    }
     let tensor = |b: &Batch| Tensor::<4>::from_data(TensorData::new(b.images.clone(), [b.size, 3, res, res]), &device);
     let real_stats = match inception {
         Some(net) => Some(Stats::from_features(&batches.iter().flat_map(|b| inception_features(net, tensor(b))).collect::<Vec<_>>())),

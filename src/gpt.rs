@@ -115,7 +115,7 @@ impl Rope {
     }
 
     /// (cos, sin) rows for the given sequence positions, [1, n, 1, hd/2] each.
-    fn rows(&self, pos: &[usize], device: &Device) -> (Tensor<4>, Tensor<4>) {
+    pub fn rows(&self, pos: &[usize], device: &Device) -> (Tensor<4>, Tensor<4>) {
         let pick = |t: &Vec<f32>| -> Vec<f32> { pos.iter().flat_map(|&p| t[p * self.half..(p + 1) * self.half].iter().copied()).collect() };
         let n = pos.len();
         (
@@ -182,16 +182,16 @@ impl Block {
         })
     }
 
-    /// x [B, n, D] at sequence positions `pos`; attends to the cache (if any, after appending
-    /// this chunk) or to x itself under `bias` (additive mask [n, n] or [B, 1, n, n]).
-    fn forward(&self, x: Tensor<3>, rope: &Rope, pos: &[usize], bias: Option<Tensor<4>>, cache: Option<&mut LayerCache>) -> Tensor<3> {
+    /// x [B, n, D] with the rotations `cs` of its positions (`Rope::rows`); attends to the
+    /// cache (if any, after appending this chunk) or to x itself under `bias` (additive mask
+    /// [n, n] or [B, 1, n, n]).
+    fn forward(&self, x: Tensor<3>, rope: &Rope, cs: &(Tensor<4>, Tensor<4>), bias: Option<Tensor<4>>, cache: Option<&mut LayerCache>) -> Tensor<3> {
         let [b, n, d] = x.dims();
         let h = self.attention.heads;
         let hd = d / h;
         let qkv = self.attention.wqkv.forward(self.attention_norm.forward(x.clone()));
-        let cs = rope.rows(pos, &x.device());
-        let q = rope.apply(qkv.clone().narrow(2, 0, d).reshape([b, n, h, hd]), &cs).swap_dims(1, 2);
-        let k = rope.apply(qkv.clone().narrow(2, d, d).reshape([b, n, h, hd]), &cs).swap_dims(1, 2);
+        let q = rope.apply(qkv.clone().narrow(2, 0, d).reshape([b, n, h, hd]), cs).swap_dims(1, 2);
+        let k = rope.apply(qkv.clone().narrow(2, d, d).reshape([b, n, h, hd]), cs).swap_dims(1, 2);
         let v = qkv.narrow(2, 2 * d, d).reshape([b, n, h, hd]).swap_dims(1, 2);
         let (k, v) = match cache {
             Some(c) => {
@@ -308,9 +308,10 @@ impl Gpt {
         let device = h.device();
         let bias = bias.unwrap_or_else(|| causal_bias(n, &device));
         let pos: Vec<usize> = (0..n).collect();
+        let cs = self.rope.rows(&pos, &device);
         let mut h = h;
         for blk in &self.spatial_blocks {
-            h = blk.forward(h, &self.rope, &pos, Some(bias.clone()), None);
+            h = blk.forward(h, &self.rope, &cs, Some(bias.clone()), None);
         }
         let h = h.narrow(1, np - 1, t);
         self.factorized(h, Self::embed(&self.pre_emb, pre, [b, t]))
@@ -322,8 +323,9 @@ impl Gpt {
         let device = h.device();
         let mut ctx = Tensor::stack::<4>(vec![h, pre_emb], 2).reshape([b * t, 2, d]);
         let bias = causal_bias(2, &device);
+        let cs = self.factor_rope.rows(&[0, 1], &device);
         for blk in &self.factorized_blocks {
-            ctx = blk.forward(ctx, &self.factor_rope, &[0, 1], Some(bias.clone()), None);
+            ctx = blk.forward(ctx, &self.factor_rope, &cs, Some(bias.clone()), None);
         }
         let ctx = self.norm.forward(ctx.reshape([b, t, 2, d]));
         let pre = self.head[0].forward(ctx.clone().narrow(2, 0, 1).reshape([b, t, d]));
@@ -337,8 +339,9 @@ impl Gpt {
         let mut h = x;
         let n = pos.len();
         let bias = (n > 1).then(|| causal_bias(n, &h.device()));
+        let cs = self.rope.rows(pos, &h.device());
         for (blk, c) in self.spatial_blocks.iter().zip(caches.iter_mut()) {
-            h = blk.forward(h, &self.rope, pos, bias.clone(), Some(c));
+            h = blk.forward(h, &self.rope, &cs, bias.clone(), Some(c));
         }
         let [b, _, d] = h.dims();
         h.narrow(1, n - 1, 1).reshape([b, 1, d])
@@ -347,9 +350,10 @@ impl Gpt {
     /// Pre logits [B, 2^a] from a context h [B, 1, D].
     pub fn decode_pre(&self, h: Tensor<3>) -> Tensor<2> {
         let [b, _, d] = h.dims();
+        let cs = self.factor_rope.rows(&[0], &h.device());
         let mut ctx = h;
         for blk in &self.factorized_blocks {
-            ctx = blk.forward(ctx, &self.factor_rope, &[0], None, None);
+            ctx = blk.forward(ctx, &self.factor_rope, &cs, None, None);
         }
         self.head[0].forward(self.norm.forward(ctx).reshape([b, d]))
     }
@@ -359,8 +363,9 @@ impl Gpt {
         let [b, _, d] = h.dims();
         let mut ctx = Tensor::cat(vec![h, Self::embed(&self.pre_emb, pre, [b, 1])], 1);
         let bias = causal_bias(2, &ctx.device());
+        let cs = self.factor_rope.rows(&[0, 1], &ctx.device());
         for blk in &self.factorized_blocks {
-            ctx = blk.forward(ctx, &self.factor_rope, &[0, 1], Some(bias.clone()), None);
+            ctx = blk.forward(ctx, &self.factor_rope, &cs, Some(bias.clone()), None);
         }
         self.head[1].forward(self.norm.forward(ctx.narrow(1, 1, 1)).reshape([b, d]))
     }

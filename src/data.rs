@@ -159,9 +159,8 @@ impl Augment {
             image::imageops::overlay(&mut canvas, img, ((r - w) / 2) as i64, ((r - h) / 2) as i64);
             canvas
         } else {
-            let s = r as f64 / w.min(h) as f64;
-            let (nw, nh) = (((w as f64 * s).round() as u32).max(r), ((h as f64 * s).round() as u32).max(r));
-            let resized = if (nw, nh) == (w, h) { img.clone() } else { image::imageops::resize(img, nw, nh, FilterType::Triangle) };
+            let resized = crate::image_io::resize_shorter(img, r, FilterType::Triangle);
+            let (nw, nh) = resized.dimensions();
             let (x0, y0) = if self.random_crop { (rng.random_range(0..=nw - r), rng.random_range(0..=nh - r)) } else { ((nw - r) / 2, (nh - r) / 2) };
             image::imageops::crop_imm(&resized, x0, y0, r, r).to_image()
         };

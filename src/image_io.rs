@@ -26,12 +26,19 @@ pub fn load_image(path: &Path, resolution: usize, device: &Device) -> Result<(Te
     Ok((rgb_to_tensor(&img, device), note))
 }
 
+/// Resizes the shorter side to `r` and centre-crops to r×r.
 pub fn resize_crop(img: &RgbImage, r: u32) -> RgbImage {
+    let resized = resize_shorter(img, r, FilterType::CatmullRom);
+    let (nw, nh) = resized.dimensions();
+    image::imageops::crop_imm(&resized, (nw - r) / 2, (nh - r) / 2, r, r).to_image()
+}
+
+/// Resizes so that the shorter side is `r` (both sides ≥ r), keeping the aspect ratio.
+pub fn resize_shorter(img: &RgbImage, r: u32, filter: FilterType) -> RgbImage {
     let (w, h) = img.dimensions();
     let s = r as f64 / w.min(h) as f64;
     let (nw, nh) = (((w as f64 * s).round() as u32).max(r), ((h as f64 * s).round() as u32).max(r));
-    let resized = image::imageops::resize(img, nw, nh, FilterType::CatmullRom);
-    image::imageops::crop_imm(&resized, (nw - r) / 2, (nh - r) / 2, r, r).to_image()
+    if (nw, nh) == (w, h) { img.clone() } else { image::imageops::resize(img, nw, nh, filter) }
 }
 
 pub fn rgb_to_tensor(img: &RgbImage, device: &Device) -> Tensor<4> {

@@ -195,3 +195,22 @@ fn bad_configs_and_data_are_reported() {
     assert!(err.contains("NaN") || err.contains("inf"), "{err}");
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// With the learned source recovery (learn_source = true) its BCE against the encoder's
+/// source matrix is part of the loss, and its weights train.
+#[test]
+fn learned_source_recovery_trains() {
+    let d = tmp("recovery");
+    let data = image_folder(&d);
+    let cfg = config(&d, &data, "[tokenizer.k2lconfig]\nlearn_source = true\nrec_embed_dim = 32\nnum_layers = 1\nnum_heads = 4\n");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("steps = 6", "steps = 2");
+    std::fs::write(&cfg, text).unwrap();
+    let out = train(&cfg, &[], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let l = losses(&d.join("run"));
+    let bce: Vec<f64> = l.iter().map(|v| v["source_bce"].as_f64().expect("source_bce logged")).collect();
+    assert!(bce.iter().all(|v| v.is_finite() && *v > 0.0), "{bce:?}");
+    let w = mergevq::weights::read_safetensors(&d.join("run/tokenizer_ema.safetensors")).unwrap();
+    assert!(w.contains_key("recovery.rec_head.weight") && w.contains_key("recovery.rec_tokens"));
+    std::fs::remove_dir_all(&d).ok();
+}

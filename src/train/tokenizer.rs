@@ -176,7 +176,21 @@ impl Trainer {
             let q = lfq.quantize(enc.z.clone());
             let lf = lfq.losses(enc.z);
             let group = enc.track.image_groups(true);
-            let rec = self.tok.decode(q.quantized, &group);
+            // With the learned source recovery, its predicted S is trained against the encoder's
+            // S (BCE) and the decoder sees the tokens placed by the encoder's groups.
+            let source_bce = self.tok.recovery.as_ref().map(|r| {
+                let pred = r.forward(crate::nn::map_to_tokens(q.quantized.clone())).source.clamp(1e-6, 1.0 - 1e-6);
+                let [b, k, l] = pred.dims();
+                let mut t = vec![0f32; b * k * l];
+                for (bi, g) in group.iter().enumerate() {
+                    for (j, &i) in g.iter().enumerate() {
+                        t[bi * k * l + i * l + j] = 1.0;
+                    }
+                }
+                let t = Tensor::<3>::from_data(TensorData::new(t, [b, k, l]), &self.device);
+                (t.clone() * pred.clone().log() + (t.neg() + 1.0) * (pred.neg() + 1.0).log()).mean().neg()
+            });
+            let rec = self.tok.decoder.forward(crate::nn::tokens_to_map(crate::recovery::token_unmerge(crate::nn::map_to_tokens(q.quantized), &group)));
 
             let diff = x.clone() - rec.clone();
             let rec_loss = if l.reconstruction == "l2" { diff.powi_scalar(2).mean() } else { diff.abs().mean() };
@@ -192,6 +206,9 @@ impl Trainer {
             let enlarge = l.codebook_enlarge_ratio * (1.0 - step as f64 / l.codebook_enlarge_steps.max(1) as f64).max(0.0) + 1.0;
             terms.push(("entropy", lf.entropy_aux, l.codebook_weight * enlarge));
             terms.push(("commit", lf.commitment, l.commit_weight));
+            if let Some(bce) = source_bce {
+                terms.push(("source_bce", bce, l.source_weight));
+            }
             if l.cls_weight > 0.0 && self.tok.encoder.dist_head.is_some() {
                 let views = self.tensor(batch.views.clone(), [b, 3, res, res]);
                 let head = self.tok.encoder.head(views, &self.tok.plan)?;

@@ -112,6 +112,12 @@ impl Decoder {
 
     /// Quantized map [B, d, h, w] (full token grid) → image [B, 3, H, W].
     pub fn forward(&self, quant: Tensor<4>) -> Tensor<4> {
+        let h = self.last_input(quant);
+        self.conv_out.forward(h)
+    }
+
+    /// Everything before the last layer (conv_out): its input.
+    pub fn last_input(&self, quant: Tensor<4>) -> Tensor<4> {
         let mut z = self.attn.forward(self.conv_in.forward(quant.clone()));
         for i in (0..self.up.len()).rev() {
             z = self.adaptive[i].forward(z, quant.clone());
@@ -122,6 +128,6 @@ impl Decoder {
                 z = u.forward(z);
             }
         }
-        self.conv_out.forward(silu(self.norm_out.forward(z)))
+        silu(self.norm_out.forward(z))
     }
 }

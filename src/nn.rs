@@ -87,10 +87,18 @@ impl Conv2d {
         })
     }
 
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    fn options(&self) -> ConvOptions<2> {
         let p = self.padding;
-        let opts = ConvOptions::new([self.stride; 2], [p, p], [1, 1], self.groups);
-        conv2d(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()), opts)
+        ConvOptions::new([self.stride; 2], [p, p], [1, 1], self.groups)
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        conv2d(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()), self.options())
+    }
+
+    /// ∂L/∂weight for input `x` and ∂L/∂output `out_grad` (no graph is recorded).
+    pub fn weight_grad(&self, x: Tensor<4>, out_grad: Tensor<4>) -> Tensor<4> {
+        burn::tensor::module::conv2d_weight_backward(x, self.weight.val().inner(), out_grad, self.options())
     }
 }
 

@@ -214,3 +214,23 @@ fn learned_source_recovery_trains() {
     assert!(w.contains_key("recovery.rec_head.weight") && w.contains_key("recovery.rec_tokens"));
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// The adaptive generator weight (‖∇nll‖/‖∇g‖ on the decoder's last layer) is computed and
+/// training proceeds with it (finite, positive, within the clamp).
+#[test]
+fn adaptive_generator_weight() {
+    let d = tmp("adaptive");
+    let data = image_folder(&d);
+    let cfg = config(&d, &data, "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("disc_start = 2", "disc_start = 0\nadaptive_disc_weight = 0.8").replace("steps = 6", "steps = 4");
+    std::fs::write(&cfg, text).unwrap();
+    let out = train(&cfg, &[], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let l = losses(&d.join("run"));
+    for v in &l {
+        let w = v["d_weight"].as_f64().expect("d_weight logged");
+        assert!(w.is_finite() && w > 0.0 && w <= 0.8e4, "{w}");
+        assert!(v["g_adv"].as_f64().unwrap().is_finite());
+    }
+    std::fs::remove_dir_all(&d).ok();
+}

@@ -91,6 +91,11 @@ pub struct LossConfig {
     pub gen_adv_loss: String,
     #[serde(default = "gen_w")]
     pub gen_loss_weight: f64,
+    /// The reference's adaptive generator weight (VQGAN): when set, the adversarial loss is
+    /// weighted by ‖∇_W nll‖ / (‖∇_W g‖ + 1e-4), clamped to [0, 1e4], times this value
+    /// (disc_weight), W the decoder's last layer; gen_loss_weight is then unused.
+    #[serde(default)]
+    pub adaptive_disc_weight: Option<f64>,
     #[serde(default = "lecam")]
     pub lecam_weight: f64,
     #[serde(default = "cb")]

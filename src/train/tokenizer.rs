@@ -190,18 +190,57 @@ impl Trainer {
                 let t = Tensor::<3>::from_data(TensorData::new(t, [b, k, l]), &self.device);
                 (t.clone() * pred.clone().log() + (t.neg() + 1.0) * (pred.neg() + 1.0).log()).mean().neg()
             });
-            let rec = self.tok.decoder.forward(crate::nn::tokens_to_map(crate::recovery::token_unmerge(crate::nn::map_to_tokens(q.quantized), &group)));
+            let last_in = self.tok.decoder.last_input(crate::nn::tokens_to_map(crate::recovery::token_unmerge(crate::nn::map_to_tokens(q.quantized), &group)));
+            let rec = self.tok.decoder.conv_out.forward(last_in.clone());
 
-            let diff = x.clone() - rec.clone();
-            let rec_loss = if l.reconstruction == "l2" { diff.powi_scalar(2).mean() } else { diff.abs().mean() };
-            let mut terms: Vec<(&'static str, Tensor<1>, f64)> = vec![("rec", rec_loss, 1.0)];
-            if let Some(net) = &self.lpips {
-                terms.push(("lpips", net.forward(x.clone(), rec.clone()).mean(), l.perceptual_weight));
-            }
-            if adversarial && l.gen_loss_weight > 0.0 {
-                let fake = self.disc.forward(rec.clone(), true);
-                let g = if l.gen_adv_loss == "hinge" { hinge_g_loss(fake) } else { non_saturating_g_loss(fake) };
-                terms.push(("g_adv", g, l.gen_loss_weight));
+            // The image losses: nll = reconstruction + perceptual, g = adversarial.
+            let nll_of = |r: Tensor<4>| -> Vec<(&'static str, Tensor<1>, f64)> {
+                let diff = x.clone() - r.clone();
+                let rec_loss = if l.reconstruction == "l2" { diff.powi_scalar(2).mean() } else { diff.abs().mean() };
+                let mut t = vec![("rec", rec_loss, 1.0)];
+                if let Some(net) = &self.lpips {
+                    t.push(("lpips", net.forward(x.clone(), r).mean(), l.perceptual_weight));
+                }
+                t
+            };
+            let g_of = |r: Tensor<4>| -> Tensor<1> {
+                let fake = self.disc.forward(r, true);
+                if l.gen_adv_loss == "hinge" { hinge_g_loss(fake) } else { non_saturating_g_loss(fake) }
+            };
+            let mut terms: Vec<(&'static str, Tensor<1>, f64)> = Vec::new();
+            match (adversarial, l.adaptive_disc_weight) {
+                (true, Some(disc_weight)) => {
+                    // ∂nll/∂x̂ and ∂g/∂x̂ on a detached copy of the reconstruction; their gradients
+                    // on the last layer give the adaptive weight, and one surrogate term
+                    // x̂ · (∂nll/∂x̂ + w·∂g/∂x̂) carries both into the decoder and encoder.
+                    let grad_of = |loss: Tensor<1>, leaf: &Tensor<4>| leaf.grad(&loss.backward()).expect("gradient of the reconstruction");
+                    let leaf = rec.clone().detach().require_grad();
+                    let nll_terms = nll_of(leaf.clone());
+                    let nll = nll_terms.iter().map(|(_, t, w)| t.clone() * *w).reduce(|a, b| a + b).expect("reconstruction loss");
+                    let d_nll = grad_of(nll, &leaf);
+                    let leaf_g = rec.clone().detach().require_grad();
+                    let g = g_of(leaf_g.clone());
+                    let d_g = grad_of(g.clone(), &leaf_g);
+                    let h = last_in.clone().inner();
+                    let norm = |t: Tensor<4>| -> f64 { t.powi_scalar(2).sum().sqrt().into_scalar::<f32>() as f64 };
+                    let n_nll = norm(self.tok.decoder.conv_out.weight_grad(h.clone(), d_nll.clone()));
+                    let n_g = norm(self.tok.decoder.conv_out.weight_grad(h, d_g.clone()));
+                    let w = (n_nll / (n_g + 1e-4)).clamp(0.0, 1e4) * disc_weight;
+                    *sums.entry("d_weight").or_default() += w / batches.len() as f64;
+                    // Logged only (their gradients went into the surrogate).
+                    for (name, t, _) in nll_terms {
+                        terms.push((name, t.detach(), 0.0));
+                    }
+                    terms.push(("g_adv", g.detach(), 0.0));
+                    let surrogate = (rec.clone() * Tensor::from_inner(d_nll + d_g * w)).sum();
+                    terms.push(("image_grad", surrogate, 1.0));
+                }
+                _ => {
+                    terms.extend(nll_of(rec.clone()));
+                    if adversarial && l.gen_loss_weight > 0.0 {
+                        terms.push(("g_adv", g_of(rec.clone()), l.gen_loss_weight));
+                    }
+                }
             }
             let enlarge = l.codebook_enlarge_ratio * (1.0 - step as f64 / l.codebook_enlarge_steps.max(1) as f64).max(0.0) + 1.0;
             terms.push(("entropy", lf.entropy_aux, l.codebook_weight * enlarge));

@@ -6,9 +6,8 @@ use burn::tensor::activation::{log_softmax, softmax};
 
 /// (1 − ε)·(−log p_y) + ε·mean_k(−log p_k), averaged over the batch.
 pub fn label_smoothed_ce(logits: Tensor<2>, labels: &[usize], eps: f64) -> Tensor<1> {
-    let [b, classes] = logits.dims();
-    let onehot: Vec<f32> = labels.iter().flat_map(|&c| (0..classes).map(move |k| if k == c { 1.0 } else { 0.0 })).collect();
-    let onehot = Tensor::<2>::from_data(TensorData::new(onehot, [b, classes]), &logits.device());
+    let [_, classes] = logits.dims();
+    let onehot = crate::nn::one_hot(labels, classes, &logits.device());
     let logp = log_softmax(logits, 1);
     let nll = (logp.clone() * onehot).sum_dim(1).neg();
     let smooth = logp.mean_dim(1).neg();

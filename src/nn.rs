@@ -182,3 +182,9 @@ pub fn silu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     burn::tensor::activation::gelu(x)
 }
+
+/// One-hot rows [N, classes] for class indices.
+pub fn one_hot(targets: &[usize], classes: usize, device: &Device) -> Tensor<2> {
+    let idx: Vec<i64> = targets.iter().map(|&t| t as i64).collect();
+    Tensor::<1, Int>::from_data(TensorData::new(idx, [targets.len()]), device).one_hot::<2>(classes).float()
+}

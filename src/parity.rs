@@ -278,12 +278,7 @@ impl Case {
         w.finish(&[])?;
         let r = rec.forward(self.tensor("x")?);
         let [b, k, l] = r.source.dims();
-        let mut hard = vec![0i64; b * k * l];
-        for (bi, g) in r.group.iter().enumerate() {
-            for (j, &i) in g.iter().enumerate() {
-                hard[bi * k * l + i * l + j] = 1;
-            }
-        }
+        let hard: Vec<i64> = crate::tome::source_matrix(&r.group, k).into_iter().map(|v| v as i64).collect();
         Ok(vec![
             got("x_full".into(), r.full, false),
             got("source".into(), r.source, false),

@@ -82,9 +82,8 @@ pub fn linear_probe(train_x: &[Vec<f32>], train_y: &[usize], val_x: &[Vec<f32>],
         for chunk in order.chunks(batch) {
             let b = chunk.len();
             let x: Vec<f32> = chunk.iter().flat_map(|&i| tx[i * d..(i + 1) * d].iter().copied()).collect();
-            let onehot: Vec<f32> = chunk.iter().flat_map(|&i| (0..classes).map(move |c| if c == train_y[i] { 1.0 } else { 0.0 })).collect();
             let x = Tensor::<2>::from_data(TensorData::new(x, [b, d]), &device);
-            let y = Tensor::<2>::from_data(TensorData::new(onehot, [b, classes]), &device);
+            let y = crate::nn::one_hot(&chunk.iter().map(|&i| train_y[i]).collect::<Vec<_>>(), classes, &device);
             let logits = x.matmul(head.weight.val()) + head.bias.val().unsqueeze();
             let loss = (log_softmax(logits, 1) * y).sum().neg() / b as f64;
             let mut grads = GradientsParams::from_grads(loss.backward(), &head);

@@ -146,14 +146,7 @@ impl Tracking {
 
     /// The source matrix S [B, T, L] as row-major 0/1 values.
     pub fn source(&self) -> Vec<f32> {
-        let (t, l) = (self.rows(), self.group[0].len());
-        let mut s = vec![0f32; self.group.len() * t * l];
-        for (bi, g) in self.group.iter().enumerate() {
-            for (j, &row) in g.iter().enumerate() {
-                s[bi * t * l + row * l + j] = 1.0;
-            }
-        }
-        s
+        source_matrix(&self.group, self.rows())
     }
 
     /// Groups without the class token: `group[b][j]` for the L image tokens, indexing the K
@@ -162,4 +155,16 @@ impl Tracking {
         let skip = class_token as usize;
         self.group.iter().map(|g| g[skip..].iter().map(|&r| r - skip).collect()).collect()
     }
+}
+
+/// The 0/1 source matrix [B, rows, L] of group maps: S[b, group[b][j], j] = 1.
+pub fn source_matrix(group: &[Vec<usize>], rows: usize) -> Vec<f32> {
+    let l = group.first().map(|g| g.len()).unwrap_or(0);
+    let mut s = vec![0f32; group.len() * rows * l];
+    for (bi, g) in group.iter().enumerate() {
+        for (j, &row) in g.iter().enumerate() {
+            s[bi * rows * l + row * l + j] = 1.0;
+        }
+    }
+    s
 }

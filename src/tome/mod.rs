@@ -3,5 +3,5 @@
 pub mod merge;
 pub mod schedule;
 
-pub use merge::{bipartite_soft_matching, Merge, Tracking};
+pub use merge::{bipartite_soft_matching, source_matrix, Merge, Tracking};
 pub use schedule::{check_parse_r, generate_prob_list, parse_r, KeepPlan, RSpec};

@@ -189,9 +189,9 @@ impl ArTrainer {
         };
         let out = gpt.forward(&pre, &post, &labels, merge.as_deref(), bias)?;
         let ce = |logits: Tensor<3>, target: &[i64], classes: usize| -> Tensor<1> {
-            let onehot: Vec<f32> = target.iter().flat_map(|&t| (0..classes).map(move |k| if k as i64 == t { 1.0 } else { 0.0 })).collect();
-            let onehot = Tensor::<3>::from_data(TensorData::new(onehot, [b, l, classes]), &device);
-            (log_softmax(logits, 2) * onehot).sum().neg() / (b * l) as f64
+            let t: Vec<usize> = target.iter().map(|&t| t as usize).collect();
+            let onehot = crate::nn::one_hot(&t, classes, &device);
+            (log_softmax(logits.reshape([b * l, classes]), 1) * onehot).sum().neg() / (b * l) as f64
         };
         Ok((ce(out.pre, &pre, 1 << a) + ce(out.post, &post, 1 << g.factorized_bits[1])) * 0.5)
     }

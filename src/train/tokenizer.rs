@@ -181,13 +181,7 @@ impl Trainer {
             let source_bce = self.tok.recovery.as_ref().map(|r| {
                 let pred = r.forward(crate::nn::map_to_tokens(q.quantized.clone())).source.clamp(1e-6, 1.0 - 1e-6);
                 let [b, k, l] = pred.dims();
-                let mut t = vec![0f32; b * k * l];
-                for (bi, g) in group.iter().enumerate() {
-                    for (j, &i) in g.iter().enumerate() {
-                        t[bi * k * l + i * l + j] = 1.0;
-                    }
-                }
-                let t = Tensor::<3>::from_data(TensorData::new(t, [b, k, l]), &self.device);
+                let t = Tensor::<3>::from_data(TensorData::new(crate::tome::source_matrix(&group, k), [b, k, l]), &self.device);
                 (t.clone() * pred.clone().log() + (t.neg() + 1.0) * (pred.neg() + 1.0).log()).mean().neg()
             });
             let last_in = self.tok.decoder.last_input(crate::nn::tokens_to_map(crate::recovery::token_unmerge(crate::nn::map_to_tokens(q.quantized), &group)));

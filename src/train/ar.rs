@@ -3,11 +3,11 @@
 //! atomic checkpoints with resume — the same pieces as the tokenizer trainer.
 use super::checkpoint::Checkpoint;
 use super::config::{OptimConfig, RunConfig};
-use super::optim::{global_norm, Adam, Ema};
+use super::optim::{flat_inner, global_norm, Adam, Ema};
 use crate::gpt::{Gpt, GptConfig};
 use crate::mergear::{first_of_group, mergear_bias};
 use crate::tokens_file::TokenSet;
-use crate::weights::{export, write_safetensors, HostTensor, Weights};
+use crate::weights::{export, write_safetensors, Weights};
 use anyhow::{anyhow, bail, Context, Result};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
@@ -147,14 +147,13 @@ impl ArTrainer {
             me.step = c.meta["step"].as_u64().unwrap_or(0) as usize;
             me.opt.t = c.meta["opt_t"].as_u64().unwrap_or(0);
             me.ema.updates = c.meta["ema_updates"].as_u64().unwrap_or(0);
-            let inner = |t: &HostTensor| Tensor::<1>::from_data(TensorData::new(t.data.clone(), [t.data.len()]), &me.device).inner();
             for (id, name) in &me.names {
                 if let Some(t) = c.groups.get("ema").and_then(|g| g.get(name)) {
-                    me.ema.shadow.insert(*id, inner(t));
+                    me.ema.shadow.insert(*id, flat_inner(t, &me.device));
                 }
-                if let (Some(m), Some(v)) = (c.groups.get("opt.m").and_then(|g| g.get(name)), c.groups.get("opt.v").and_then(|g| g.get(name))) {
-                    me.opt.state.insert(*id, (inner(m), inner(v)));
-                }
+            }
+            if let (Some(m), Some(v)) = (c.groups.get("opt.m"), c.groups.get("opt.v")) {
+                me.opt.import_state(&me.names, m, v, &me.device);
             }
         }
         Ok(me)
@@ -212,17 +211,7 @@ impl ArTrainer {
         let mut groups = BTreeMap::new();
         groups.insert("model".to_string(), export(&self.gpt, &self.names));
         groups.insert("ema".to_string(), export(&self.ema.apply(self.gpt.clone()), &self.names));
-        let (mut m, mut v) = (BTreeMap::new(), BTreeMap::new());
-        for (id, (tm, tv)) in &self.opt.state {
-            if let Some(name) = self.names.get(id) {
-                let h = |t: &Tensor<1>| {
-                    let data: Vec<f32> = t.clone().into_data().convert::<f32>().try_into_vec().expect("f32");
-                    HostTensor { shape: vec![data.len()], data }
-                };
-                m.insert(name.clone(), h(tm));
-                v.insert(name.clone(), h(tv));
-            }
-        }
+        let (m, v) = self.opt.export_state(&self.names);
         groups.insert("opt.m".to_string(), m);
         groups.insert("opt.v".to_string(), v);
         let meta = serde_json::json!({"step": self.step, "opt_t": self.opt.t, "ema_updates": self.ema.updates});

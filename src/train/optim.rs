@@ -4,7 +4,13 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use crate::weights::HostTensor;
+use std::collections::{BTreeMap, HashMap};
+
+/// A saved tensor as a flat tensor outside the autodiff graph (optimizer and EMA state).
+pub fn flat_inner(t: &HostTensor, device: &Device) -> Tensor<1> {
+    Tensor::<1>::from_data(TensorData::new(t.data.clone(), [t.data.len()]), device).inner()
+}
 
 /// Adam (Kingma & Ba): m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g², θ ← θ − lr·m̂/(√v̂ + ε).
 /// `decoupled` gives AdamW's weight decay θ ← θ(1 − lr·λ); otherwise λθ is added to g.
@@ -21,6 +27,31 @@ pub struct Adam {
 impl Adam {
     pub fn new(betas: (f64, f64), weight_decay: f64, decoupled: bool) -> Self {
         Self { betas, eps: 1e-8, weight_decay, decoupled, t: 0, state: HashMap::new() }
+    }
+
+    /// The moments under parameter names: (m, v), for checkpoints.
+    pub fn export_state(&self, names: &HashMap<ParamId, String>) -> (BTreeMap<String, HostTensor>, BTreeMap<String, HostTensor>) {
+        let host = |t: &Tensor<1>| {
+            let data: Vec<f32> = t.clone().into_data().convert::<f32>().try_into_vec().expect("f32");
+            HostTensor { shape: vec![data.len()], data }
+        };
+        let (mut m, mut v) = (BTreeMap::new(), BTreeMap::new());
+        for (id, (tm, tv)) in &self.state {
+            if let Some(name) = names.get(id) {
+                m.insert(name.clone(), host(tm));
+                v.insert(name.clone(), host(tv));
+            }
+        }
+        (m, v)
+    }
+
+    /// Restores moments saved by `export_state` onto the parameters `names` refers to.
+    pub fn import_state(&mut self, names: &HashMap<ParamId, String>, m: &BTreeMap<String, HostTensor>, v: &BTreeMap<String, HostTensor>, device: &Device) {
+        for (id, name) in names {
+            if let (Some(tm), Some(tv)) = (m.get(name), v.get(name)) {
+                self.state.insert(*id, (flat_inner(tm, device), flat_inner(tv, device)));
+            }
+        }
     }
 
     /// One update of every parameter of `module` that has a gradient in `grads`; gradients are

@@ -3,7 +3,7 @@
 //! the generator, hinge + LeCam for the discriminator, EMA, checkpoints and resume.
 use super::checkpoint::Checkpoint;
 use super::config::TrainConfig;
-use super::optim::{accumulate, global_norm, Adam, Ema};
+use super::optim::{accumulate, flat_inner, global_norm, Adam, Ema};
 use crate::data::{check_readable, Augment, Batch, FashionMnist, ImageFolder, Loader, Source, FASHION_MNIST_DIR};
 use crate::gan::{hinge_d_loss, hinge_g_loss, non_saturating_g_loss, Discriminator, LeCam};
 use crate::image_io::{merge_map, save_png, tensor_to_rgb};
@@ -350,25 +350,15 @@ impl Trainer {
         self.ema_model().save(path)
     }
 
-    fn names_of<M: Module>(module: &M, names: &HashMap<ParamId, String>) -> BTreeMap<String, HostTensor> {
-        export(module, names)
-    }
-
     pub fn save_checkpoint(&self) -> Result<()> {
         let mut groups = BTreeMap::new();
-        groups.insert("model".to_string(), Self::names_of(&self.tok, &self.tok.names));
-        groups.insert("ema".to_string(), Self::names_of(&self.ema_model(), &self.tok.names));
-        let mut disc = Self::names_of(&self.disc, &self.disc_names);
+        groups.insert("model".to_string(), export(&self.tok, &self.tok.names));
+        groups.insert("ema".to_string(), export(&self.ema_model(), &self.tok.names));
+        let mut disc = export(&self.disc, &self.disc_names);
         disc.extend(self.disc.buffers(""));
         groups.insert("disc".to_string(), disc);
         for (g, opt, names) in [("opt_g", &self.opt_g, &self.tok.names), ("opt_d", &self.opt_d, &self.disc_names)] {
-            let (mut m, mut v) = (BTreeMap::new(), BTreeMap::new());
-            for (id, (tm, tv)) in &opt.state {
-                if let Some(name) = names.get(id) {
-                    m.insert(name.clone(), host1(tm.clone()));
-                    v.insert(name.clone(), host1(tv.clone()));
-                }
-            }
+            let (m, v) = opt.export_state(names);
             groups.insert(format!("{g}.m"), m);
             groups.insert(format!("{g}.v"), v);
         }
@@ -393,18 +383,14 @@ impl Trainer {
         self.tok.plan.r = m["plan_r"].as_i64().unwrap_or(self.tok.plan.r);
         self.tok.plan.total_merge = m["plan_total"].as_i64().or(self.tok.plan.total_merge);
         self.tok.plan.merge_res = m["plan_res"].as_i64().unwrap_or(self.tok.plan.merge_res);
-        let inner = |t: &HostTensor| -> Tensor<1> { Tensor::<1>::from_data(TensorData::new(t.data.clone(), [t.data.len()]), &self.device).inner() };
         let ema = c.groups.get("ema").ok_or_else(|| anyhow!("checkpoint has no EMA weights"))?;
         for (id, name) in &self.tok.names {
             let t = ema.get(name).ok_or_else(|| anyhow!("checkpoint EMA lacks `{name}`"))?;
-            self.ema.shadow.insert(*id, inner(t));
+            self.ema.shadow.insert(*id, flat_inner(t, &self.device));
         }
         for (g, names, opt) in [("opt_g", &self.tok.names, &mut self.opt_g), ("opt_d", &self.disc_names, &mut self.opt_d)] {
-            let (Some(ms), Some(vs)) = (c.groups.get(&format!("{g}.m")), c.groups.get(&format!("{g}.v"))) else { continue };
-            for (id, name) in names {
-                if let (Some(tm), Some(tv)) = (ms.get(name), vs.get(name)) {
-                    opt.state.insert(*id, (inner(tm), inner(tv)));
-                }
+            if let (Some(m), Some(v)) = (c.groups.get(&format!("{g}.m")), c.groups.get(&format!("{g}.v"))) {
+                opt.import_state(names, m, v, &self.device);
             }
         }
         Ok(())
@@ -505,9 +491,4 @@ impl Trainer {
         }
         save_png(&grid, path)
     }
-}
-
-fn host1(t: Tensor<1>) -> HostTensor {
-    let data: Vec<f32> = t.into_data().convert::<f32>().try_into_vec().expect("f32");
-    HostTensor { shape: vec![data.len()], data }
 }

@@ -3,12 +3,12 @@
 //! embeddings and heads (the code splits into a low "pre" part and a high "post" part, predicted
 //! one after the other by small factorized blocks), a class token with a null class for CFG, and
 //! an optional merge-instruction token for MergeAR.
-use crate::nn::{join, Linear};
+use crate::nn::{attention, join, Linear};
 use crate::weights::{Init, Weights};
 use anyhow::{bail, Result};
 use burn::module::Param;
 use burn::prelude::*;
-use burn::tensor::activation::{silu, softmax};
+use burn::tensor::activation::silu;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -114,26 +114,26 @@ impl Rope {
         Self { cos, sin, half }
     }
 
-    /// (cos, sin) rows for the given sequence positions, [1, n, 1, hd/2] each.
+    /// (cos, ±sin) rows for the given sequence positions, [1, n, 1, hd] each, every angle twice
+    /// (once per element of its pair) and the sine signed for `apply`: (−sin, +sin).
     pub fn rows(&self, pos: &[usize], device: &Device) -> (Tensor<4>, Tensor<4>) {
-        let pick = |t: &Vec<f32>| -> Vec<f32> { pos.iter().flat_map(|&p| t[p * self.half..(p + 1) * self.half].iter().copied()).collect() };
         let n = pos.len();
-        (
-            Tensor::from_data(TensorData::new(pick(&self.cos), [1, n, 1, self.half]), device),
-            Tensor::from_data(TensorData::new(pick(&self.sin), [1, n, 1, self.half]), device),
-        )
+        let (mut c, mut s) = (Vec::with_capacity(n * 2 * self.half), Vec::with_capacity(n * 2 * self.half));
+        for &p in pos {
+            for i in p * self.half..(p + 1) * self.half {
+                c.extend([self.cos[i], self.cos[i]]);
+                s.extend([-self.sin[i], self.sin[i]]);
+            }
+        }
+        (Tensor::from_data(TensorData::new(c, [1, n, 1, 2 * self.half]), device), Tensor::from_data(TensorData::new(s, [1, n, 1, 2 * self.half]), device))
     }
 
-    /// Rotates interleaved pairs (x[2i], x[2i+1]) of x [B, n, H, hd].
+    /// Rotates interleaved pairs (x[2i], x[2i+1]) of x [B, n, H, hd]:
+    /// (x0·cos − x1·sin, x1·cos + x0·sin) = x∘cos + swap(x)∘(−sin, +sin).
     fn apply(&self, x: Tensor<4>, cs: &(Tensor<4>, Tensor<4>)) -> Tensor<4> {
         let [b, n, h, hd] = x.dims();
-        let x = x.reshape([b, n, h, hd / 2, 2]);
-        let x0 = x.clone().narrow(4, 0, 1).reshape([b, n, h, hd / 2]);
-        let x1 = x.narrow(4, 1, 1).reshape([b, n, h, hd / 2]);
-        let (c, s) = (cs.0.clone(), cs.1.clone());
-        let y0 = x0.clone() * c.clone() - x1.clone() * s.clone();
-        let y1 = x1 * c + x0 * s;
-        Tensor::stack::<5>(vec![y0, y1], 4).reshape([b, n, h, hd])
+        let swapped = x.clone().reshape([b, n, h, hd / 2, 2]).flip([4]).reshape([b, n, h, hd]);
+        x * cs.0.clone() + swapped * cs.1.clone()
     }
 }
 
@@ -209,11 +209,7 @@ impl Block {
             }
             None => (k, v),
         };
-        let mut scores = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt();
-        if let Some(bias) = bias {
-            scores = scores + bias;
-        }
-        let a = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b, n, d]);
+        let a = attention(q, k, v, bias).swap_dims(1, 2).reshape([b, n, d]);
         let x = x + self.attention.wo.forward(a);
         let f = self.ffn_norm.forward(x.clone());
         x.clone() + self.w2.forward(silu(self.w1.forward(f.clone())) * self.w3.forward(f))

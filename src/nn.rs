@@ -175,6 +175,12 @@ pub fn map_to_tokens(x: Tensor<4>) -> Tensor<3> {
     x.reshape([b, c, h * w]).swap_dims(1, 2)
 }
 
+/// Scaled dot-product attention softmax(q·kᵀ/√hd + bias)·v over [B, H, n, hd] heads, through
+/// the backend's fused kernel (no transposed copy of k); `bias` broadcasts to [B, H, nq, nk].
+pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Option<Tensor<4>>) -> Tensor<4> {
+    burn::tensor::module::attention(q, k, v, None, bias, Default::default())
+}
+
 pub fn silu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     burn::tensor::activation::silu(x)
 }

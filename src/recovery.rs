@@ -1,6 +1,6 @@
 //! Token recovery: put the K kept tokens back on the L-token grid, either with the encoder's
 //! source matrix (token_unmerge) or with the learned SourceRecovery model that predicts it.
-use crate::nn::{gelu, join, LayerNorm, Linear};
+use crate::nn::{attention, gelu, join, LayerNorm, Linear};
 use crate::weights::{Init, Weights};
 use anyhow::Result;
 use burn::module::Param;
@@ -61,11 +61,11 @@ impl CrossAttentionBlock {
         let [b, n, c] = q.dims();
         let l = kv.dims()[1];
         let (h, hd) = (self.heads, c / self.heads);
-        let q = self.q.forward(q).reshape([b, n, h, hd]).swap_dims(1, 2) * (hd as f64).powf(-0.5);
+        let q = self.q.forward(q).reshape([b, n, h, hd]).swap_dims(1, 2);
         let kv = self.kv.forward(kv).reshape([b, l, 2, h, hd]).permute([2, 0, 3, 1, 4]);
         let k = kv.clone().narrow(0, 0, 1).reshape([b, h, l, hd]);
         let v = kv.narrow(0, 1, 1).reshape([b, h, l, hd]);
-        let x = softmax(q.matmul(k.swap_dims(2, 3)), 3).matmul(v);
+        let x = attention(q, k, v, None);
         self.proj.forward(x.swap_dims(1, 2).reshape([b, n, c]))
     }
 

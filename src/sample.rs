@@ -112,14 +112,15 @@ pub fn generate(gpt: &Gpt, class: usize, merge: Option<usize>, window: Option<us
     let mut codes = Vec::with_capacity(l);
     let mut trace = Vec::with_capacity(l);
     for j in 0..l {
-        let (pre, post) = match forced {
-            Some(f) => (f[j] & ((1 << a_bits) - 1), f[j] >> a_bits),
-            None => {
-                let pre = sample_logits(&guided(&rows(gpt.decode_pre(h.clone())), o.cfg), o, rng) as i64;
-                let post = sample_logits(&guided(&rows(gpt.decode_post(h.clone(), &vec![pre; b])), o.cfg), o, rng) as i64;
-                (pre, post)
-            }
-        };
+        // Forced codes replace the samples but every head still runs (benchmarks time the whole step).
+        let mut pre = sample_logits(&guided(&rows(gpt.decode_pre(h.clone())), o.cfg), o, rng) as i64;
+        if let Some(f) = forced {
+            pre = f[j] & ((1 << a_bits) - 1);
+        }
+        let mut post = sample_logits(&guided(&rows(gpt.decode_post(h.clone(), &vec![pre; b])), o.cfg), o, rng) as i64;
+        if let Some(f) = forced {
+            post = f[j] >> a_bits;
+        }
         let code = pre + (post << a_bits);
         codes.push(code);
         if j + 1 == l {

@@ -1,13 +1,12 @@
 //! timm-style ViT blocks (pre-norm, LayerScale), in the two flavours MergeVQ uses: the encoder's
 //! with ToMe between attention and MLP, and the decoder's with a depth-wise-conv positional
 //! embedding and MixFFN.
-use crate::nn::{gelu, join, map_to_tokens, tokens_to_map, Conv2d, ConvSpec, LayerNorm, Linear};
+use crate::nn::{attention, gelu, join, map_to_tokens, tokens_to_map, Conv2d, ConvSpec, LayerNorm, Linear};
 use crate::tome::{bipartite_soft_matching, Tracking};
 use crate::weights::{Init, Weights};
 use anyhow::Result;
 use burn::module::Param;
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
 
 /// Multi-head self-attention; with token sizes, proportional attention (logits + log size).
 #[derive(Module, Debug)]
@@ -27,11 +26,9 @@ impl Attention {
         let q = qkv.clone().narrow(0, 0, 1).reshape([b, self.heads, n, hd]);
         let k = qkv.clone().narrow(0, 1, 1).reshape([b, self.heads, n, hd]);
         let v = qkv.narrow(0, 2, 1).reshape([b, self.heads, n, hd]);
-        let mut attn = q.matmul(k.clone().swap_dims(2, 3)) * (hd as f64).powf(-0.5);
-        if let Some(size) = size {
-            attn = attn + size.log().reshape([b, 1, 1, n]);
-        }
-        let out = softmax(attn, 3).matmul(v).swap_dims(1, 2).reshape([b, n, c]);
+        // Proportional attention (ToMe eq. 2): logits + log(size of each key).
+        let bias = size.map(|s| s.log().reshape([b, 1, 1, n]));
+        let out = attention(q, k.clone(), v, bias).swap_dims(1, 2).reshape([b, n, c]);
         (self.proj.forward(out), k.mean_dim(1).reshape([b, n, hd]))
     }
 }

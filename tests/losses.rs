@@ -41,6 +41,34 @@ fn lfq_entropy_equals_the_naive_formula() {
     }
 }
 
+/// The codebook entropy's gradient (a chunked analytic pass, nothing kept for backward) equals
+/// the autodiff gradient of the naive all-codes formula.
+#[test]
+fn lfq_codebook_entropy_gradient_equals_the_naive_gradient() {
+    let d = 8;
+    let device = mergevq::device().autodiff();
+    let z0 = Tensor::<4>::random([2, d, 4, 4], burn::tensor::Distribution::Normal(0.0, 0.02), &device);
+    let grad_of = |f: &dyn Fn(Tensor<4>) -> Tensor<1>| -> Vec<f32> {
+        let z = z0.clone().detach().require_grad();
+        let g = z.grad(&f(z.clone()).backward()).expect("gradient");
+        g.into_data().convert::<f32>().into_vec().unwrap()
+    };
+    let ours = grad_of(&|z| Lfq::new(d).losses(z).codebook_entropy);
+    let naive = grad_of(&|z| {
+        let [b, _, h, w] = z.dims();
+        let x = z.permute([0, 2, 3, 1]).reshape([b * h * w, d]);
+        let codes: Vec<f32> = (0..1usize << d).flat_map(|j| (0..d).map(move |i| if (j >> i) & 1 == 1 { 1.0 } else { -1.0 })).collect();
+        let codes = Tensor::<2>::from_data(TensorData::new(codes, [1 << d, d]), &z0.device());
+        let avg = softmax(x.matmul(codes.transpose()) * (2.0 / TEMPERATURE), 1).mean_dim(0);
+        (avg.clone() * (avg + 1e-5).log()).sum().neg().reshape([1])
+    });
+    let scale = naive.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(scale > 1e-3, "the naive gradient is not trivially zero ({scale})");
+    for (a, b) in ours.iter().zip(&naive) {
+        assert!((a - b).abs() <= 1e-3 * scale, "gradient {a} vs naive {b} (scale {scale})");
+    }
+}
+
 #[test]
 fn gan_losses_match_hand_computed_values() {
     let real = t4(&[0.5, -2.0], [2, 1, 1, 1]);

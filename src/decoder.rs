@@ -2,7 +2,7 @@
 //! (coarse to fine) an adaptive GroupNorm conditioned on the quantized map, ResBlocks and a
 //! depth-to-space up-sampler; GroupNorm → SiLU → conv_out.
 use crate::config::TokenizerConfig;
-use crate::nn::{join, silu, Conv2d, ConvSpec, GroupNorm, Linear};
+use crate::nn::{join, Conv2d, ConvSpec, GroupNorm, Linear};
 use crate::resblock::ResBlock;
 use crate::vit::ConvPosTransformer;
 use crate::weights::Weights;
@@ -128,6 +128,6 @@ impl Decoder {
                 z = u.forward(z);
             }
         }
-        silu(self.norm_out.forward(z))
+        self.norm_out.forward_silu(z)
     }
 }

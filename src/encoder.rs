@@ -2,7 +2,7 @@
 //! [CLS] token, ToMe ViT blocks that keep K tokens, then GroupNorm → SiLU → 1×1 conv to z.
 //! The [CLS] token feeds a representation head for alignment.
 use crate::config::{FlagOr, TokenizerConfig};
-use crate::nn::{gelu, join, map_to_tokens, silu, Conv2d, ConvSpec, GroupNorm, LayerNorm, Linear};
+use crate::nn::{gelu, join, map_to_tokens, Conv2d, ConvSpec, GroupNorm, LayerNorm, Linear};
 use crate::resblock::ResBlock;
 use crate::tome::{KeepPlan, Tracking};
 use crate::vit::TomeTransformer;
@@ -172,7 +172,7 @@ impl Encoder {
             bail!("the merge schedule kept {k} tokens, which is not a square grid");
         }
         let map = h.narrow(1, 1, k).swap_dims(1, 2).reshape([b, c, s, s]);
-        let z = self.conv_out.forward(silu(self.norm_out.forward(map)));
+        let z = self.conv_out.forward(self.norm_out.forward_silu(map));
         Ok(Encoded { z, track })
     }
 

@@ -3,12 +3,11 @@
 //! embeddings and heads (the code splits into a low "pre" part and a high "post" part, predicted
 //! one after the other by small factorized blocks), a class token with a null class for CFG, and
 //! an optional merge-instruction token for MergeAR.
-use crate::nn::{attention, join, Linear};
+use crate::nn::{attention, join, silu, Linear};
 use crate::weights::{Init, Weights};
 use anyhow::{bail, Result};
 use burn::module::Param;
 use burn::prelude::*;
-use burn::tensor::activation::silu;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]

@@ -5,6 +5,7 @@ pub mod data;
 pub mod decoder;
 pub mod encoder;
 pub mod eval;
+pub mod fused;
 pub mod gan;
 pub mod gpt;
 pub mod image_io;

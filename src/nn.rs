@@ -35,8 +35,20 @@ impl Linear {
         Self::load(w, prefix, d_in, d_out, bias, Init::FanIn(d_in))
     }
 
+    /// Leading dims fold into rows, one [rows, in]·Wᵀ product against the transposed view of W
+    /// (never a transposed copy of the weight).
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        burn::tensor::module::linear(x, self.weight.val().transpose(), self.bias.as_ref().map(|b| b.val()))
+        let mut dims = x.dims();
+        let d_in = dims[D - 1];
+        let rows = dims.iter().product::<usize>() / d_in;
+        let w = self.weight.val();
+        dims[D - 1] = w.dims()[0];
+        let y = x.reshape([rows, d_in]).matmul(w.transpose());
+        let y = match &self.bias {
+            Some(b) => y + b.val().unsqueeze::<2>(),
+            None => y,
+        };
+        y.reshape(dims)
     }
 }
 
@@ -148,6 +160,24 @@ impl GroupNorm {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.apply(x, false)
+    }
+
+    /// SiLU(GroupNorm(x)), the pair every ResBlock and conv head uses.
+    pub fn forward_silu(&self, x: Tensor<4>) -> Tensor<4> {
+        self.apply(x, true)
+    }
+
+    fn apply(&self, x: Tensor<4>, act: bool) -> Tensor<4> {
+        if crate::fused::enabled(&x) {
+            let affine = self.weight.as_ref().zip(self.bias.as_ref()).map(|(w, b)| (w.val(), b.val()));
+            return crate::fused::group_norm(x, self.groups, self.eps, affine, act);
+        }
+        let x = self.norm(x);
+        if act { silu(x) } else { x }
+    }
+
+    fn norm(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, c, h, wd] = x.dims();
         let g = x.reshape([b, self.groups, (c / self.groups) * h * wd]);
         let (var, mean) = g.clone().var_mean_bias(2);
@@ -182,6 +212,9 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Option<Tensor<4
 }
 
 pub fn silu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if crate::fused::enabled(&x) {
+        return crate::fused::silu(x);
+    }
     burn::tensor::activation::silu(x)
 }
 

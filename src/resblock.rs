@@ -1,6 +1,6 @@
 //! The CNN residual block shared by encoder and decoder: GN → SiLU → conv3×3 → GN → SiLU →
 //! conv3×3, plus a 1×1 shortcut when the width changes.
-use crate::nn::{join, silu, Conv2d, ConvSpec, GroupNorm};
+use crate::nn::{join, Conv2d, ConvSpec, GroupNorm};
 use crate::weights::Weights;
 use anyhow::Result;
 use burn::prelude::*;
@@ -30,8 +30,8 @@ impl ResBlock {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let h = self.conv1.forward(silu(self.norm1.forward(x.clone())));
-        let h = self.conv2.forward(silu(self.norm2.forward(h)));
+        let h = self.conv1.forward(self.norm1.forward_silu(x.clone()));
+        let h = self.conv2.forward(self.norm2.forward_silu(h));
         let residual = match &self.nin_shortcut {
             Some(s) => s.forward(x),
             None => x,

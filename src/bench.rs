@@ -80,6 +80,10 @@ pub enum Bench {
         gpt: ArModel,
         #[arg(long, value_delimiter = ',', default_values_t = vec![256usize, 1024])]
         lengths: Vec<usize>,
+        /// Classifier-free guidance scale (≠ 1 decodes a conditional and an unconditional
+        /// sequence per image, as `generate --cfg` does).
+        #[arg(long, default_value_t = 1.0)]
+        cfg: f64,
         #[command(flatten)]
         common: Common,
     },
@@ -133,7 +137,7 @@ pub fn run(b: Bench) -> Result<()> {
         Bench::Train { config, batch, common } => (vec![train(&config, batch, common.runs.max(1))?], common),
         Bench::Tome { batch, tokens, dim, r, common } => (vec![tome(batch, tokens, dim, r, common.runs.max(1))?], common),
         Bench::Lfq { bits, batch, tokens, common } => (vec![lfq(bits, batch, tokens, common.runs.max(1))?], common),
-        Bench::Ar { gpt, lengths, common } => (ar(&gpt, &lengths, common.runs.max(1))?, common),
+        Bench::Ar { gpt, lengths, cfg, common } => (ar(&gpt, &lengths, cfg, common.runs.max(1))?, common),
     };
     if let Some(p) = common.json {
         let v = serde_json::json!({"impl": "mergevq", "threads": threads(), "device": format!("{:?}", mergevq::device()), "results": records});
@@ -155,7 +159,9 @@ fn all(batches: &[usize], with_train: bool, runs: usize) -> Result<Vec<Record>> 
     }
     out.push(tome(8, 256, 512, 64, runs)?);
     out.push(lfq(18, 16, 256, runs)?);
-    out.extend(ar(&ArModel { dim: 256, layers: 8, heads: 8 }, &[256, 1024], runs)?);
+    let m = ArModel { dim: 256, layers: 8, heads: 8 };
+    out.extend(ar(&m, &[256, 1024], 1.0, runs)?);
+    out.extend(ar(&m, &[1024], 1.5, runs)?);
     println!("\nsummary ({} threads)", threads());
     for r in &out {
         println!("  {:<40} {:>10.4} s{}", r.bench, r.median_s, r.peak_mib.map(|m| format!("  peak {m:.1} MiB")).unwrap_or_default());
@@ -319,11 +325,13 @@ fn lfq(bits: usize, batch: usize, tokens: usize, runs: usize) -> Result<Record> 
     Ok(rec)
 }
 
-fn ar(m: &ArModel, lengths: &[usize], runs: usize) -> Result<Vec<Record>> {
+fn ar(m: &ArModel, lengths: &[usize], cfg_scale: f64, runs: usize) -> Result<Vec<Record>> {
     use mergevq::gpt::{Gpt, GptConfig};
     use rand::SeedableRng;
     let device = mergevq::device();
-    println!("AR decoding: dim {}, {} layers, {} heads, 18-bit codes (6+12), batch 1, sampling every token, median of {runs}", m.dim, m.layers, m.heads);
+    let opts = mergevq::sample::SampleOpts { cfg: cfg_scale, ..Default::default() };
+    let rows = if cfg_scale != 1.0 { "2 sequences (CFG)" } else { "1 sequence" };
+    println!("AR decoding: dim {}, {} layers, {} heads, 18-bit codes (6+12), one image = {rows}, sampling every token, median of {runs}", m.dim, m.layers, m.heads);
     println!("{:>6} {:>6} {:>10} {:>12} {:>10} {:>14} {:>8}", "L", "K", "mode", "tokens/s", "peak KV", "KV memory MiB", "speedup");
     let mut out = Vec::new();
     for &l in lengths {
@@ -336,14 +344,16 @@ fn ar(m: &ArModel, lengths: &[usize], runs: usize) -> Result<Vec<Record>> {
             let codes: Vec<i64> = (0..l).map(|j| ((j / 4) as i64 * 7919) % (1 << 18)).collect();
             let mut peak = 0;
             let times = time(runs, || {
-                let g = mergevq::sample::generate(&gpt, 1, (merge_tokens > 0).then_some(0), window, &Default::default(), &mut rand::rngs::StdRng::seed_from_u64(0), Some(&codes))?;
+                let g = mergevq::sample::generate(&gpt, 1, (merge_tokens > 0).then_some(0), window, &opts, &mut rand::rngs::StdRng::seed_from_u64(0), Some(&codes))?;
                 peak = g.peak_kv;
                 Ok(())
             })?;
-            let mut rec = Record::new(format!("ar.L{l}.{mode}"), times);
+            let tag = if cfg_scale != 1.0 { ".cfg" } else { "" };
+            let mut rec = Record::new(format!("ar.L{l}{tag}.{mode}"), times);
             let tps = l as f64 / rec.median_s;
             rec.per_s = Some(tps);
-            let mib = (peak * m.layers * 2 * m.dim * 4) as f64 / (1024.0 * 1024.0);
+            let seqs = if cfg_scale != 1.0 { 2 } else { 1 };
+            let mib = (seqs * peak * m.layers * 2 * m.dim * 4) as f64 / (1024.0 * 1024.0);
             rec.note = format!("peak KV entries {peak}, KV memory {mib:.2} MiB");
             let b = *base.get_or_insert(tps);
             println!("{l:>6} {k:>6} {mode:>10} {tps:>12.1} {peak:>10} {mib:>14.2} {:>7.2}x", tps / b);

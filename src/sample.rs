@@ -37,7 +37,13 @@ pub struct Generated {
 pub fn sample_logits(logits: &[f32], o: &SampleOpts, rng: &mut StdRng) -> usize {
     let t = o.temperature.max(1e-6) as f32;
     let mut idx: Vec<usize> = (0..logits.len()).collect();
-    idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    // Ranking is only needed to filter (top-k, top-p).
+    if o.top_k > 0 || o.top_p < 1.0 {
+        idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    } else {
+        let best = idx.iter().copied().max_by(|&a, &b| logits[a].total_cmp(&logits[b])).unwrap_or(0);
+        idx.swap(0, best);
+    }
     if o.top_k > 0 {
         idx.truncate(o.top_k.max(1));
     }

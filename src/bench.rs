@@ -148,7 +148,8 @@ pub fn run(b: Bench) -> Result<()> {
 }
 
 fn all(batches: &[usize], with_train: bool, runs: usize) -> Result<Vec<Record>> {
-    let mut out = Vec::new();
+    // The LFQ loss first: its peak-memory figure is only meaningful before large buffers exist.
+    let mut out = vec![lfq(18, 16, 256, runs)?, tome(8, 256, 512, 64, runs)?];
     for config in ["configs/mergevq_256_GR_d64.toml", "configs/mergevq_256_G_d64.toml"] {
         for &b in batches {
             out.extend(tokenizer(Path::new(config), b, runs, None)?);
@@ -157,8 +158,6 @@ fn all(batches: &[usize], with_train: bool, runs: usize) -> Result<Vec<Record>> 
     if with_train {
         out.push(train(Path::new("configs/train_fmnist_tiny.toml"), 8, runs)?);
     }
-    out.push(tome(8, 256, 512, 64, runs)?);
-    out.push(lfq(18, 16, 256, runs)?);
     let m = ArModel { dim: 256, layers: 8, heads: 8 };
     out.extend(ar(&m, &[256, 1024], 1.0, runs)?);
     out.extend(ar(&m, &[1024], 1.5, runs)?);

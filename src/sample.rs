@@ -91,6 +91,22 @@ fn guided(l: &[Vec<f32>], cfg: f64) -> Vec<f32> {
     }
 }
 
+/// Drops the cached image tokens `evicted` (indices among the image entries, after the `prefix`
+/// entries) from every layer's cache.
+pub fn evict(caches: &mut [LayerCache], prefix: usize, evicted: &[usize]) {
+    let Some(k) = caches.first().and_then(|c| c.k.as_ref()) else { return };
+    if evicted.is_empty() {
+        return;
+    }
+    let keep: Vec<i64> = (0..k.dims()[2]).filter(|i| *i < prefix || !evicted.contains(&(i - prefix))).map(|i| i as i64).collect();
+    let n = keep.len();
+    let idx = Tensor::<1, Int>::from_data(TensorData::new(keep, [n]), &k.device());
+    for c in caches.iter_mut() {
+        c.k = c.k.take().map(|k| k.select(2, idx.clone()));
+        c.v = c.v.take().map(|v| v.select(2, idx.clone()));
+    }
+}
+
 /// Generates one image of class `class`. `merge`: the merge-instruction index (MergeAR
 /// models); `window`: MergeAR cache eviction (None keeps every entry, as plain AR);
 /// `forced`: take these codes instead of sampling (teacher forcing, benchmarks).
@@ -119,14 +135,10 @@ pub fn generate(gpt: &Gpt, class: usize, merge: Option<usize>, window: Option<us
     let mut trace = Vec::with_capacity(l);
     for j in 0..l {
         // Forced codes replace the samples but every head still runs (benchmarks time the whole step).
-        let mut pre = sample_logits(&guided(&rows(gpt.decode_pre(h.clone())), o.cfg), o, rng) as i64;
-        if let Some(f) = forced {
-            pre = f[j] & ((1 << a_bits) - 1);
-        }
-        let mut post = sample_logits(&guided(&rows(gpt.decode_post(h.clone(), &vec![pre; b])), o.cfg), o, rng) as i64;
-        if let Some(f) = forced {
-            post = f[j] >> a_bits;
-        }
+        let sampled = sample_logits(&guided(&rows(gpt.decode_pre(h.clone())), o.cfg), o, rng) as i64;
+        let pre = forced.map_or(sampled, |f| f[j] & ((1 << a_bits) - 1));
+        let sampled = sample_logits(&guided(&rows(gpt.decode_post(h.clone(), &vec![pre; b])), o.cfg), o, rng) as i64;
+        let post = forced.map_or(sampled, |f| f[j] >> a_bits);
         let code = pre + (post << a_bits);
         codes.push(code);
         if j + 1 == l {
@@ -134,16 +146,7 @@ pub fn generate(gpt: &Gpt, class: usize, merge: Option<usize>, window: Option<us
         }
         h = gpt.step(gpt.embed_token(&vec![pre; b], &vec![post; b]), &[np + j], &mut caches);
         if let Some(p) = policy.as_mut() {
-            let evict = p.push(j, code);
-            if !evict.is_empty() {
-                let cached = caches[0].k.as_ref().map(|k| k.dims()[2]).unwrap_or(0);
-                let keep: Vec<i64> = (0..cached).filter(|i| *i < np || !evict.contains(&(i - np))).map(|i| i as i64).collect();
-                let idx = Tensor::<1, Int>::from_data(TensorData::new(keep.clone(), [keep.len()]), &h.device());
-                for c in caches.iter_mut() {
-                    c.k = c.k.take().map(|k| k.select(2, idx.clone()));
-                    c.v = c.v.take().map(|v| v.select(2, idx.clone()));
-                }
-            }
+            evict(&mut caches, np, &p.push(j, code));
         }
         trace.push(caches[0].k.as_ref().map(|k| k.dims()[2]).unwrap_or(0));
     }

@@ -105,14 +105,7 @@ fn evicting_cache_equals_the_sparse_mask() {
             break;
         }
         h = gpt.step(gpt.embed_token(&[pre[j]], &[post[j]]), &[2 + j], &mut caches);
-        let evict = policy.push(j, codes[j]);
-        let n = caches[0].k.as_ref().unwrap().dims()[2];
-        let keep: Vec<i64> = (0..n).filter(|i| *i < 2 || !evict.contains(&(i - 2))).map(|i| i as i64).collect();
-        let idx = Tensor::<1, Int>::from_data(TensorData::new(keep.clone(), [keep.len()]), &device);
-        for c in caches.iter_mut() {
-            c.k = c.k.take().map(|k| k.select(2, idx.clone()));
-            c.v = c.v.take().map(|v| v.select(2, idx.clone()));
-        }
+        mergevq::sample::evict(&mut caches, 2, &policy.push(j, codes[j]));
     }
 }
 

@@ -71,9 +71,21 @@ fn extract_train_generate() {
     let w = d.join("tok.safetensors");
     ok(run(&["init", "--config", cfg.to_str().unwrap(), "-o", w.to_str().unwrap()]));
     let tokens = d.join("tokens.safetensors");
-    let s = ok(run(&["extract-tokens", "--tokenizer", w.to_str().unwrap(), "--config", cfg.to_str().unwrap(), "--data", "fashion-mnist:test", "--limit", "24", "-o", tokens.to_str().unwrap()]));
+    let s = ok(run(&[
+        "extract-tokens",
+        "--tokenizer",
+        w.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data",
+        "fashion-mnist:test",
+        "--limit",
+        "24",
+        "-o",
+        tokens.to_str().unwrap(),
+    ]));
     assert!(s.contains("24 images × L=64"), "{s}");
-    let set = mergevq::tokens_file::TokenSet::load(&tokens).unwrap();
+    let set = mergevq::io::tokens::TokenSet::load(&tokens).unwrap();
     assert_eq!(set.candidates, vec![25, 36, 49, 64]);
     for i in 0..set.len() {
         assert!(set.candidates.contains(&set.keep[i]));
@@ -97,12 +109,49 @@ fn extract_train_generate() {
     let mc = d.join("mergear.toml");
     let gw = d.join("run_mergear/gpt_ema.safetensors");
     let grid = d.join("grid.png");
-    let s = ok(run(&["generate", "--ar", gw.to_str().unwrap(), "--ar-config", mc.to_str().unwrap(), "--tokenizer", w.to_str().unwrap(), "--config", cfg.to_str().unwrap(), "--class", "3", "--num", "2", "--mergear", "--window", "2", "--cfg", "1.5", "--top-k", "50", "-o", grid.to_str().unwrap()]));
+    let s = ok(run(&[
+        "generate",
+        "--ar",
+        gw.to_str().unwrap(),
+        "--ar-config",
+        mc.to_str().unwrap(),
+        "--tokenizer",
+        w.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--class",
+        "3",
+        "--num",
+        "2",
+        "--mergear",
+        "--window",
+        "2",
+        "--cfg",
+        "1.5",
+        "--top-k",
+        "50",
+        "-o",
+        grid.to_str().unwrap(),
+    ]));
     assert!(s.contains("tokens/s") && s.contains("peak KV-cache entries"), "{s}");
     assert_eq!(image::open(&grid).unwrap().width(), 64);
 
     let gen = |extra: &[&str]| {
-        let mut a = vec!["generate", "--ar", gw.to_str().unwrap(), "--ar-config", mc.to_str().unwrap(), "--tokenizer", w.to_str().unwrap(), "--config", cfg.to_str().unwrap(), "--num", "1", "-o", grid.to_str().unwrap()];
+        let mut a = vec![
+            "generate",
+            "--ar",
+            gw.to_str().unwrap(),
+            "--ar-config",
+            mc.to_str().unwrap(),
+            "--tokenizer",
+            w.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+            "--num",
+            "1",
+            "-o",
+            grid.to_str().unwrap(),
+        ];
         a.extend_from_slice(extra);
         run(&a)
     };

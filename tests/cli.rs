@@ -33,13 +33,23 @@ fn assert_clean_error(out: &Output, needle: &str) {
 }
 
 fn write_image(path: &Path, w: u32, h: u32) {
-    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 7 % 256) as u8, (y * 5 % 256) as u8, ((x + y) * 3 % 256) as u8]));
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x * 7 % 256) as u8, (y * 5 % 256) as u8, ((x + y) * 3 % 256) as u8])
+    });
     img.save(path).unwrap();
 }
 
 fn tiny_weights(dir: &Path) -> PathBuf {
     let w = dir.join("tiny.safetensors");
-    let out = run(&["init", "--config", root().join("configs/tiny_32.toml").to_str().unwrap(), "-o", w.to_str().unwrap(), "--seed", "1"]);
+    let out = run(&[
+        "init",
+        "--config",
+        root().join("configs/tiny_32.toml").to_str().unwrap(),
+        "-o",
+        w.to_str().unwrap(),
+        "--seed",
+        "1",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     w
 }
@@ -53,7 +63,17 @@ fn reconstruct_encode_decode_round_trip() {
     write_image(&img, 32, 32);
     let big = d.join("b.png");
     write_image(&big, 50, 40);
-    let out = run(&["reconstruct", "--config", cfg.to_str().unwrap(), "--weights", w.to_str().unwrap(), img.to_str().unwrap(), big.to_str().unwrap(), "-o", d.join("rec").to_str().unwrap()]);
+    let out = run(&[
+        "reconstruct",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--weights",
+        w.to_str().unwrap(),
+        img.to_str().unwrap(),
+        big.to_str().unwrap(),
+        "-o",
+        d.join("rec").to_str().unwrap(),
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -64,17 +84,46 @@ fn reconstruct_encode_decode_round_trip() {
         assert_eq!((im.width(), im.height()), (32, 32), "{f}");
     }
     // --keep changes K.
-    let out = run(&["reconstruct", "--config", cfg.to_str().unwrap(), "--weights", w.to_str().unwrap(), "--keep", "49", img.to_str().unwrap(), "-o", d.join("rec49").to_str().unwrap()]);
+    let out = run(&[
+        "reconstruct",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--weights",
+        w.to_str().unwrap(),
+        "--keep",
+        "49",
+        img.to_str().unwrap(),
+        "-o",
+        d.join("rec49").to_str().unwrap(),
+    ]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("K=49"));
 
     let tokens = d.join("t.safetensors");
-    let out = run(&["encode", "--config", cfg.to_str().unwrap(), "--weights", w.to_str().unwrap(), img.to_str().unwrap(), "-o", tokens.to_str().unwrap()]);
+    let out = run(&[
+        "encode",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--weights",
+        w.to_str().unwrap(),
+        img.to_str().unwrap(),
+        "-o",
+        tokens.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let file = mergevq::tokens_file::TokensFile::load(&tokens).unwrap();
+    let file = mergevq::io::tokens::TokensFile::load(&tokens).unwrap();
     assert_eq!(file.indices[0].len(), 36);
     assert_eq!(file.group[0].len(), 64);
     assert!(file.group[0].iter().all(|&g| g < 36));
-    let out = run(&["decode", "--config", cfg.to_str().unwrap(), "--weights", w.to_str().unwrap(), tokens.to_str().unwrap(), "-o", d.join("dec").to_str().unwrap()]);
+    let out = run(&[
+        "decode",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--weights",
+        w.to_str().unwrap(),
+        tokens.to_str().unwrap(),
+        "-o",
+        d.join("dec").to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // Decoding the tokens gives the same image as reconstruct did.
     let a = image::open(d.join("dec/0.png")).unwrap().to_rgb8();
@@ -94,40 +143,93 @@ fn bad_inputs_give_one_clear_error() {
     let o = out_dir.to_str().unwrap();
 
     let missing = d.join("nope.png");
-    assert_clean_error(&run(&["reconstruct", "--config", cfg_s, "--weights", w_s, missing.to_str().unwrap(), "-o", o]), "does not exist");
+    assert_clean_error(
+        &run(&["reconstruct", "--config", cfg_s, "--weights", w_s, missing.to_str().unwrap(), "-o", o]),
+        "does not exist",
+    );
 
     let text = d.join("text.png");
     std::fs::write(&text, "this is not an image").unwrap();
-    assert_clean_error(&run(&["reconstruct", "--config", cfg_s, "--weights", w_s, text.to_str().unwrap(), "-o", o]), "not a readable image");
+    assert_clean_error(
+        &run(&["reconstruct", "--config", cfg_s, "--weights", w_s, text.to_str().unwrap(), "-o", o]),
+        "not a readable image",
+    );
 
     let img = d.join("ok.png");
     write_image(&img, 32, 32);
     let img_s = img.to_str().unwrap();
-    assert_clean_error(&run(&["reconstruct", "--config", cfg_s, "--weights", d.join("none.safetensors").to_str().unwrap(), img_s, "-o", o]), "cannot open weights");
-    assert_clean_error(&run(&["reconstruct", "--config", d.join("none.toml").to_str().unwrap(), "--weights", w_s, img_s, "-o", o]), "cannot read config");
-    assert_clean_error(&run(&["reconstruct", "--config", root().join("tests/data/unknown_field.yaml").to_str().unwrap(), "--weights", w_s, img_s, "-o", o]), "mystery_knob");
-    assert_clean_error(&run(&["reconstruct", "--config", cfg_s, "--weights", w_s, "--keep", "30", img_s, "-o", o]), "perfect square");
+    assert_clean_error(
+        &run(&[
+            "reconstruct",
+            "--config",
+            cfg_s,
+            "--weights",
+            d.join("none.safetensors").to_str().unwrap(),
+            img_s,
+            "-o",
+            o,
+        ]),
+        "cannot open weights",
+    );
+    assert_clean_error(
+        &run(&["reconstruct", "--config", d.join("none.toml").to_str().unwrap(), "--weights", w_s, img_s, "-o", o]),
+        "cannot read config",
+    );
+    assert_clean_error(
+        &run(&[
+            "reconstruct",
+            "--config",
+            root().join("tests/data/unknown_field.yaml").to_str().unwrap(),
+            "--weights",
+            w_s,
+            img_s,
+            "-o",
+            o,
+        ]),
+        "mystery_knob",
+    );
+    assert_clean_error(
+        &run(&["reconstruct", "--config", cfg_s, "--weights", w_s, "--keep", "30", img_s, "-o", o]),
+        "perfect square",
+    );
 
     // Weights for another config: a wrongly shaped tensor is named.
     let gr = root().join("tests/data/official_gr_d64.yaml");
-    assert_clean_error(&run(&["reconstruct", "--config", gr.to_str().unwrap(), "--weights", w_s, img_s, "-o", o]), "encoder.conv_in.weight");
+    assert_clean_error(
+        &run(&["reconstruct", "--config", gr.to_str().unwrap(), "--weights", w_s, img_s, "-o", o]),
+        "encoder.conv_in.weight",
+    );
     // A non-finite weight is refused.
     let nan = d.join("nan.safetensors");
     {
-        let mut m = mergevq::weights::read_safetensors(&w).unwrap();
+        let mut m = mergevq::io::weights::read_safetensors(&w).unwrap();
         m.get_mut("decoder.conv_out.bias").unwrap().data[0] = f32::NAN;
-        mergevq::weights::write_safetensors(&nan, &m).unwrap();
+        mergevq::io::weights::write_safetensors(&nan, &m).unwrap();
     }
-    assert_clean_error(&run(&["reconstruct", "--config", cfg_s, "--weights", nan.to_str().unwrap(), img_s, "-o", o]), "non-finite");
+    assert_clean_error(
+        &run(&["reconstruct", "--config", cfg_s, "--weights", nan.to_str().unwrap(), img_s, "-o", o]),
+        "non-finite",
+    );
     // A corrupt weights file.
     let junk = d.join("junk.safetensors");
     std::fs::write(&junk, b"\x10\0\0\0\0\0\0\0{\"a\": garbage").unwrap();
-    assert_clean_error(&run(&["reconstruct", "--config", cfg_s, "--weights", junk.to_str().unwrap(), img_s, "-o", o]), "junk.safetensors");
+    assert_clean_error(
+        &run(&["reconstruct", "--config", cfg_s, "--weights", junk.to_str().unwrap(), img_s, "-o", o]),
+        "junk.safetensors",
+    );
     // A tokens file from a tokenizer with another codebook.
     let tokens = d.join("t.safetensors");
-    mergevq::tokens_file::TokensFile { bits: 18, resolution: 32, indices: vec![vec![0; 36]], group: vec![vec![0; 64]] }.save(&tokens).unwrap();
-    assert_clean_error(&run(&["decode", "--config", cfg_s, "--weights", w_s, tokens.to_str().unwrap(), "-o", o]), "18-bit");
-    assert_clean_error(&run(&["decode", "--config", cfg_s, "--weights", w_s, text.to_str().unwrap(), "-o", o]), "not a mergevq tokens file");
+    mergevq::io::tokens::TokensFile { bits: 18, resolution: 32, indices: vec![vec![0; 36]], group: vec![vec![0; 64]] }
+        .save(&tokens)
+        .unwrap();
+    assert_clean_error(
+        &run(&["decode", "--config", cfg_s, "--weights", w_s, tokens.to_str().unwrap(), "-o", o]),
+        "18-bit",
+    );
+    assert_clean_error(
+        &run(&["decode", "--config", cfg_s, "--weights", w_s, text.to_str().unwrap(), "-o", o]),
+        "not a mergevq tokens file",
+    );
     std::fs::remove_dir_all(&d).ok();
 }
 
@@ -149,7 +251,16 @@ fn lightning_checkpoints_load_with_and_without_ema() {
     let img = d.join("a.png");
     write_image(&img, 32, 32);
     let psnr = |weights: &Path, ema: bool| -> String {
-        let mut args = vec!["reconstruct", "--config", cfg.to_str().unwrap(), "--weights", weights.to_str().unwrap(), img.to_str().unwrap(), "-o", d.to_str().unwrap()];
+        let mut args = vec![
+            "reconstruct",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--weights",
+            weights.to_str().unwrap(),
+            img.to_str().unwrap(),
+            "-o",
+            d.to_str().unwrap(),
+        ];
         if ema {
             args.push("--ema");
         }
@@ -160,9 +271,31 @@ fn lightning_checkpoints_load_with_and_without_ema() {
     let reference = psnr(&w, false);
     assert_eq!(psnr(&ckpt, true), reference, "EMA weights of the checkpoint are the saved weights");
     assert_ne!(psnr(&ckpt, false), reference, "the regular weights were scaled by 0.5");
-    let out = run(&["reconstruct", "--config", cfg.to_str().unwrap(), "--weights", bad.to_str().unwrap(), img.to_str().unwrap(), "-o", d.to_str().unwrap()]);
+    let out = run(&[
+        "reconstruct",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--weights",
+        bad.to_str().unwrap(),
+        img.to_str().unwrap(),
+        "-o",
+        d.to_str().unwrap(),
+    ]);
     assert_clean_error(&out, "decoder.conv_in.weight");
-    assert_clean_error(&run(&["reconstruct", "--config", cfg.to_str().unwrap(), "--weights", w.to_str().unwrap(), "--ema", img.to_str().unwrap(), "-o", d.to_str().unwrap()]), "--ema");
+    assert_clean_error(
+        &run(&[
+            "reconstruct",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--weights",
+            w.to_str().unwrap(),
+            "--ema",
+            img.to_str().unwrap(),
+            "-o",
+            d.to_str().unwrap(),
+        ]),
+        "--ema",
+    );
     std::fs::remove_dir_all(&d).ok();
 }
 

@@ -20,16 +20,45 @@ fn demo_writes_a_report_that_a_browser_renders() {
     assert!(html.contains("<table id=\"recon\">") && html.contains("<table id=\"ar\">") && html.contains("MergeAR"));
 
     // Headless Chromium: every image decodes and both tables are there; keep a screenshot.
-    let chromium = ["chromium", "chromium-browser", "google-chrome"].into_iter().find(|c| Command::new(c).arg("--version").output().is_ok()).expect("Chromium is needed for the browser check (apt-get install chromium)");
+    let chromium = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| Command::new(c).arg("--version").output().is_ok())
+        .expect("Chromium is needed for the browser check (apt-get install chromium)");
     let profile = out.join("profile");
-    let flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--virtual-time-budget=3000"];
+    let flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--virtual-time-budget=3000",
+    ];
     let url = format!("file://{}", out.join("report.html").display());
-    let dom = Command::new(chromium).args(flags).arg(format!("--user-data-dir={}", profile.display())).arg("--dump-dom").arg(&url).output().unwrap();
+    let dom = Command::new(chromium)
+        .args(flags)
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--dump-dom")
+        .arg(&url)
+        .output()
+        .unwrap();
     let dom = String::from_utf8_lossy(&dom.stdout);
     assert!(dom.contains("data-images-ok=\"true\""), "images did not all load: {}", &dom[..dom.len().min(400)]);
-    assert!(dom.contains("data-images=\"4\"") && dom.contains("data-tables=\"2\""), "{}", &dom[dom.len().saturating_sub(400)..]);
+    assert!(
+        dom.contains("data-images=\"4\"") && dom.contains("data-tables=\"2\""),
+        "{}",
+        &dom[dom.len().saturating_sub(400)..]
+    );
     let shot: PathBuf = out.join("screenshot.png");
-    let s = Command::new(chromium).args(flags).arg(format!("--user-data-dir={}", profile.display())).arg(format!("--screenshot={}", shot.display())).arg("--window-size=1200,2400").arg(&url).output().unwrap();
+    let s = Command::new(chromium)
+        .args(flags)
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg("--window-size=1200,2400")
+        .arg(&url)
+        .output()
+        .unwrap();
     assert!(s.status.success() && shot.exists(), "{}", String::from_utf8_lossy(&s.stderr));
     let img = image::open(&shot).unwrap();
     assert_eq!(img.width(), 1200);
@@ -51,7 +80,12 @@ fn corrupted_bundled_files_are_named() {
     }
     let good = std::fs::read(root.join("assets/demo/tokenizer.safetensors")).unwrap();
     std::fs::write(tmp.join("assets/demo/tokenizer.safetensors"), &good[..good.len() / 2]).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_mergevq")).current_dir(&tmp).env("MERGEVQ_ASSETS", tmp.join("assets")).args(["demo", "-o", "out"]).output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_mergevq"))
+        .current_dir(&tmp)
+        .env("MERGEVQ_ASSETS", tmp.join("assets"))
+        .args(["demo", "-o", "out"])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("tokenizer.safetensors") && !err.contains("panicked"), "{err}");

@@ -33,21 +33,86 @@ fn eval_recon_and_probe() {
     let d = tmp("recon");
     let w = tokenizer(&d);
     let out = d.join("report");
-    let s = ok(run(&["eval-recon", "--tokenizer", w.to_str().unwrap(), "--config", "configs/tiny_32.toml", "--data", "fashion-mnist:test", "--keep", "64,36,16", "--num", "8", "--no-fid", "-o", out.to_str().unwrap()]));
-    assert!(s.contains("PSNR") && s.lines().filter(|l| l.trim_start().starts_with("16 ") || l.trim_start().starts_with("36 ") || l.trim_start().starts_with("64 ")).count() == 3, "{s}");
-    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let s = ok(run(&[
+        "eval-recon",
+        "--tokenizer",
+        w.to_str().unwrap(),
+        "--config",
+        "configs/tiny_32.toml",
+        "--data",
+        "fashion-mnist:test",
+        "--keep",
+        "64,36,16",
+        "--num",
+        "8",
+        "--no-fid",
+        "-o",
+        out.to_str().unwrap(),
+    ]));
+    assert!(
+        s.contains("PSNR")
+            && s.lines()
+                .filter(|l| l.trim_start().starts_with("16 ")
+                    || l.trim_start().starts_with("36 ")
+                    || l.trim_start().starts_with("64 "))
+                .count()
+                == 3,
+        "{s}"
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     let results = r["results"].as_array().unwrap();
     assert_eq!(results.len(), 3);
     for x in results {
-        assert!(x["psnr"].as_f64().unwrap() > 0.0 && x["ssim"].as_f64().unwrap() <= 1.0 && x["lpips"].as_f64().unwrap() > 0.0);
+        assert!(
+            x["psnr"].as_f64().unwrap() > 0.0
+                && x["ssim"].as_f64().unwrap() <= 1.0
+                && x["lpips"].as_f64().unwrap() > 0.0
+        );
     }
     assert!(out.join("rd_psnr.png").exists() && out.join("reconstructions.png").exists());
     let grid = image::open(out.join("reconstructions.png")).unwrap();
     assert_eq!((grid.width(), grid.height()), (8 * 32, 7 * 32));
 
-    let s = ok(run(&["probe", "--tokenizer", w.to_str().unwrap(), "--config", "configs/tiny_32.toml", "--train", "fashion-mnist:train", "--val", "fashion-mnist:test", "--num-train", "200", "--num-val", "50", "--epochs", "5", "--cache", d.join("cache.safetensors").to_str().unwrap()]));
+    let s = ok(run(&[
+        "probe",
+        "--tokenizer",
+        w.to_str().unwrap(),
+        "--config",
+        "configs/tiny_32.toml",
+        "--train",
+        "fashion-mnist:train",
+        "--val",
+        "fashion-mnist:test",
+        "--num-train",
+        "200",
+        "--num-val",
+        "50",
+        "--epochs",
+        "5",
+        "--cache",
+        d.join("cache.safetensors").to_str().unwrap(),
+    ]));
     assert!(s.contains("linear probe top-1") && s.contains("(200 train, 50 val, 10 classes)"), "{s}");
-    let s = ok(run(&["probe", "--tokenizer", w.to_str().unwrap(), "--config", "configs/tiny_32.toml", "--train", "fashion-mnist:train", "--val", "fashion-mnist:test", "--num-train", "200", "--num-val", "50", "--epochs", "5", "--cache", d.join("cache.safetensors").to_str().unwrap()]));
+    let s = ok(run(&[
+        "probe",
+        "--tokenizer",
+        w.to_str().unwrap(),
+        "--config",
+        "configs/tiny_32.toml",
+        "--train",
+        "fashion-mnist:train",
+        "--val",
+        "fashion-mnist:test",
+        "--num-train",
+        "200",
+        "--num-val",
+        "50",
+        "--epochs",
+        "5",
+        "--cache",
+        d.join("cache.safetensors").to_str().unwrap(),
+    ]));
     assert!(s.contains("using cached features"), "{s}");
     std::fs::remove_dir_all(&d).ok();
 }
@@ -63,7 +128,7 @@ fn write_set(dir: &Path, n: usize, f: impl Fn(usize, u32, u32) -> [u8; 3], size:
 /// halves of Fashion-MNIST test is far below FID against uniform noise.
 #[test]
 fn fid_network_on_real_images() {
-    use mergevq::data::{FashionMnist, Source, FASHION_MNIST_DIR};
+    use mergevq::io::data::{FashionMnist, Source, FASHION_MNIST_DIR};
     let d = tmp("fid");
     let fm = FashionMnist::open(Path::new(FASHION_MNIST_DIR), "test").unwrap();
     let save = |dir: &Path, range: std::ops::Range<usize>| {
@@ -74,22 +139,54 @@ fn fid_network_on_real_images() {
     };
     save(&d.join("a"), 0..8);
     save(&d.join("b"), 8..16);
-    write_set(&d.join("noise"), 8, |i, x, y| {
-        let h = (i as u32 * 7919 + x * 104_729 + y * 1_299_709).wrapping_mul(2_654_435_761);
-        [(h >> 8) as u8, (h >> 16) as u8, (h >> 24) as u8]
-    }, 28);
+    write_set(
+        &d.join("noise"),
+        8,
+        |i, x, y| {
+            let h = (i as u32 * 7919 + x * 104_729 + y * 1_299_709).wrapping_mul(2_654_435_761);
+            [(h >> 8) as u8, (h >> 16) as u8, (h >> 24) as u8]
+        },
+        28,
+    );
     let stats = d.join("a_stats.safetensors");
-    let gfid = |s: &str| -> f64 { s.split("gFID ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap() };
+    let gfid =
+        |s: &str| -> f64 { s.split("gFID ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap() };
     let kid = |s: &str| -> f64 { s.split("KID ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap() };
-    let s_real = ok(run(&["eval-gen", "--samples", d.join("b").to_str().unwrap(), "--reference", d.join("a").to_str().unwrap(), "--save-stats", stats.to_str().unwrap(), "-o", d.join("r1").to_str().unwrap()]));
-    let s_noise = ok(run(&["eval-gen", "--samples", d.join("noise").to_str().unwrap(), "--reference", stats.to_str().unwrap(), "-o", d.join("r2").to_str().unwrap()]));
+    let s_real = ok(run(&[
+        "eval-gen",
+        "--samples",
+        d.join("b").to_str().unwrap(),
+        "--reference",
+        d.join("a").to_str().unwrap(),
+        "--save-stats",
+        stats.to_str().unwrap(),
+        "-o",
+        d.join("r1").to_str().unwrap(),
+    ]));
+    let s_noise = ok(run(&[
+        "eval-gen",
+        "--samples",
+        d.join("noise").to_str().unwrap(),
+        "--reference",
+        stats.to_str().unwrap(),
+        "-o",
+        d.join("r2").to_str().unwrap(),
+    ]));
     let (real, noise) = (gfid(&s_real), gfid(&s_noise));
     // 8 images per set: FID's covariance term is large for any pair, yet noise is still
     // more than twice as far, and KID (unbiased) separates them clearly.
     assert!(real * 2.0 < noise, "FID(real, real) {real} should be far below FID(noise, real) {noise}");
     assert!(kid(&s_real) * 5.0 < kid(&s_noise), "KID {} vs {}", kid(&s_real), kid(&s_noise));
     // Reusing the saved statistics gives the same number.
-    let again = gfid(&ok(run(&["eval-gen", "--samples", d.join("b").to_str().unwrap(), "--reference", stats.to_str().unwrap(), "-o", d.join("r3").to_str().unwrap()])));
+    let again = gfid(&ok(run(&[
+        "eval-gen",
+        "--samples",
+        d.join("b").to_str().unwrap(),
+        "--reference",
+        stats.to_str().unwrap(),
+        "-o",
+        d.join("r3").to_str().unwrap(),
+    ])));
     assert!((again - real).abs() < 1e-3 * real.max(1.0), "{again} vs {real}");
     std::fs::remove_dir_all(&d).ok();
 }
@@ -100,11 +197,29 @@ fn eval_errors_are_clear() {
     write_set(&d.join("mixed"), 1, |_, _, _| [1, 2, 3], 20);
     write_set(&d.join("mixed2"), 1, |_, _, _| [1, 2, 3], 24);
     std::fs::rename(d.join("mixed2/0.png"), d.join("mixed/1.png")).unwrap();
-    let out = run(&["eval-gen", "--samples", d.join("mixed").to_str().unwrap(), "--reference", d.join("mixed").to_str().unwrap(), "-o", d.join("o").to_str().unwrap()]);
+    let out = run(&[
+        "eval-gen",
+        "--samples",
+        d.join("mixed").to_str().unwrap(),
+        "--reference",
+        d.join("mixed").to_str().unwrap(),
+        "-o",
+        d.join("o").to_str().unwrap(),
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(err.contains("different sizes"), "{err}");
-    let out = run(&["eval-gen", "--samples", d.join("mixed").to_str().unwrap(), "--reference", d.join("mixed").to_str().unwrap(), "--inception", "/nonexistent/inception.safetensors", "-o", d.join("o").to_str().unwrap()]);
+    let out = run(&[
+        "eval-gen",
+        "--samples",
+        d.join("mixed").to_str().unwrap(),
+        "--reference",
+        d.join("mixed").to_str().unwrap(),
+        "--inception",
+        "/nonexistent/inception.safetensors",
+        "-o",
+        d.join("o").to_str().unwrap(),
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("scripts/fetch-weights.sh") && !err.contains("panicked"), "{err}");
     std::fs::remove_dir_all(&d).ok();

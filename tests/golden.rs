@@ -19,7 +19,24 @@ macro_rules! golden {
     ($($name:ident),*) => { $( #[test] fn $name() { check(stringify!($name)); } )* };
 }
 
-golden!(inception, inception_resize, gpt, lpips, discriminator, tome_merge, tome_merge_nocls, tome_schedule, lfq, lfq_factorized, encoder, encoder_isotropic, decoder, source_recovery, token_unmerge, tokenizer);
+golden!(
+    inception,
+    inception_resize,
+    gpt,
+    lpips,
+    discriminator,
+    tome_merge,
+    tome_merge_nocls,
+    tome_schedule,
+    lfq,
+    lfq_factorized,
+    encoder,
+    encoder_isotropic,
+    decoder,
+    source_recovery,
+    token_unmerge,
+    tokenizer
+);
 
 /// The comparison is not vacuous: a case whose expected output is nudged beyond tolerance fails.
 #[test]
@@ -42,7 +59,10 @@ fn perturbed_case_fails() {
         }
         owned.push((name, data, view.shape().to_vec()));
     }
-    let views: Vec<(String, TensorView)> = owned.iter().map(|(n, d, s)| (n.clone(), TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap())).collect();
+    let views: Vec<(String, TensorView)> = owned
+        .iter()
+        .map(|(n, d, s)| (n.clone(), TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap()))
+        .collect();
     std::fs::write(tmp.join("tensors.safetensors"), safetensors::serialize(views, None).unwrap()).unwrap();
     let o = Case::open(&tmp, &mergevq::device()).unwrap().run().unwrap();
     std::fs::remove_dir_all(&tmp).ok();

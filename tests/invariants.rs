@@ -1,8 +1,8 @@
 //! Invariants beyond the golden data: source matrices, sizes, index round-trips, schedules.
 use burn::prelude::*;
-use mergevq::config::TokenizerConfig;
-use mergevq::lfq::Lfq;
-use mergevq::tome::{bipartite_soft_matching, check_parse_r, parse_r, KeepPlan, RSpec, Tracking};
+use mergevq::tokenizer::config::TokenizerConfig;
+use mergevq::tokenizer::lfq::Lfq;
+use mergevq::tokenizer::tome::{bipartite_soft_matching, check_parse_r, parse_r, KeepPlan, RSpec, Tracking};
 use mergevq::tokenizer::Tokenizer;
 use std::path::Path;
 

@@ -1,8 +1,8 @@
 //! Loss functions against hand-computed values and naive formulas.
 use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, softmax};
-use mergevq::gan::{hinge_d_loss, hinge_g_loss, non_saturating_g_loss, LeCam};
-use mergevq::lfq::{Lfq, TEMPERATURE};
+use mergevq::loss::gan::{hinge_d_loss, hinge_g_loss, non_saturating_g_loss, LeCam};
+use mergevq::tokenizer::lfq::{Lfq, TEMPERATURE};
 
 fn t4(v: &[f32], shape: [usize; 4]) -> Tensor<4> {
     Tensor::from_data(TensorData::new(v.to_vec(), shape), &mergevq::device())
@@ -17,7 +17,8 @@ fn naive_entropies(z: Tensor<4>, d: usize) -> (f64, f64) {
     let [b, _, h, w] = z.dims();
     let n = b * h * w;
     let x = z.permute([0, 2, 3, 1]).reshape([n, d]);
-    let codes: Vec<f32> = (0..1usize << d).flat_map(|j| (0..d).map(move |i| if (j >> i) & 1 == 1 { 1.0 } else { -1.0 })).collect();
+    let codes: Vec<f32> =
+        (0..1usize << d).flat_map(|j| (0..d).map(move |i| if (j >> i) & 1 == 1 { 1.0 } else { -1.0 })).collect();
     let codes = Tensor::<2>::from_data(TensorData::new(codes, [1 << d, d]), &mergevq::device());
     let logits = x.matmul(codes.transpose()) * (2.0 / TEMPERATURE);
     let p = softmax(logits.clone(), 1);
@@ -57,7 +58,8 @@ fn lfq_codebook_entropy_gradient_equals_the_naive_gradient() {
     let naive = grad_of(&|z| {
         let [b, _, h, w] = z.dims();
         let x = z.permute([0, 2, 3, 1]).reshape([b * h * w, d]);
-        let codes: Vec<f32> = (0..1usize << d).flat_map(|j| (0..d).map(move |i| if (j >> i) & 1 == 1 { 1.0 } else { -1.0 })).collect();
+        let codes: Vec<f32> =
+            (0..1usize << d).flat_map(|j| (0..d).map(move |i| if (j >> i) & 1 == 1 { 1.0 } else { -1.0 })).collect();
         let codes = Tensor::<2>::from_data(TensorData::new(codes, [1 << d, d]), &z0.device());
         let avg = softmax(x.matmul(codes.transpose()) * (2.0 / TEMPERATURE), 1).mean_dim(0);
         (avg.clone() * (avg + 1e-5).log()).sum().neg().reshape([1])
@@ -84,7 +86,8 @@ fn gan_losses_match_hand_computed_values() {
     let v = scalar(lc.update_and_loss(real, fake));
     let (er, ef) = (-0.75e-3, -0.6e-3);
     let relu = |x: f64| x.max(0.0);
-    let want = (relu(0.5 - ef).powi(2) + relu(-2.0 - ef).powi(2)) / 2.0 + (relu(er - 0.3).powi(2) + relu(er + 1.5).powi(2)) / 2.0;
+    let want = (relu(0.5 - ef).powi(2) + relu(-2.0 - ef).powi(2)) / 2.0
+        + (relu(er - 0.3).powi(2) + relu(er + 1.5).powi(2)) / 2.0;
     assert!((v - want).abs() < 1e-5, "{v} vs {want}");
 }
 
@@ -96,12 +99,16 @@ fn alignment_losses_match_hand_computed_values() {
     let lp0 = [2.0 - lse0, -lse0, -1.0 - lse0];
     let lp1 = [-(3f64.ln()); 3];
     let eps = 0.1;
-    let want = ((1.0 - eps) * -lp0[0] + eps * -(lp0.iter().sum::<f64>() / 3.0) + (1.0 - eps) * -lp1[2] + eps * -(lp1.iter().sum::<f64>() / 3.0)) / 2.0;
-    let got = scalar(mergevq::align::label_smoothed_ce(logits.clone(), &[0, 2], eps));
+    let want = ((1.0 - eps) * -lp0[0]
+        + eps * -(lp0.iter().sum::<f64>() / 3.0)
+        + (1.0 - eps) * -lp1[2]
+        + eps * -(lp1.iter().sum::<f64>() / 3.0))
+        / 2.0;
+    let got = scalar(mergevq::loss::align::label_smoothed_ce(logits.clone(), &[0, 2], eps));
     assert!((got - want).abs() < 1e-5, "{got} vs {want}");
     // KL to itself is 0; to a different teacher it is positive.
-    assert!(scalar(mergevq::align::distill_kl(logits.clone(), logits.clone(), 4.0)).abs() < 1e-6);
-    assert!(scalar(mergevq::align::distill_kl(logits.clone(), logits * -1.0, 4.0)) > 0.01);
+    assert!(scalar(mergevq::loss::align::distill_kl(logits.clone(), logits.clone(), 4.0)).abs() < 1e-6);
+    assert!(scalar(mergevq::loss::align::distill_kl(logits.clone(), logits * -1.0, 4.0)) > 0.01);
 }
 
 /// The real LPIPS weights (scripts/fetch-weights.sh) rank a slightly noisy copy closer than
@@ -111,11 +118,11 @@ fn lpips_real_weights_rank_distances() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/lpips_vgg16.safetensors");
     assert!(path.exists(), "run scripts/fetch-weights.sh first ({} is missing)", path.display());
     let device = mergevq::device();
-    let w = mergevq::weights::Weights::open(&path, false, &device).unwrap();
-    let net = mergevq::lpips::Lpips::load(&w, "").unwrap();
+    let w = mergevq::io::weights::Weights::open(&path, false, &device).unwrap();
+    let net = mergevq::loss::lpips::Lpips::load(&w, "").unwrap();
     w.finish(&[]).unwrap();
     let photo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/rocket.jpg");
-    let (x, _) = mergevq::image_io::load_image(&photo, 64, &device).unwrap();
+    let (x, _) = mergevq::io::image::load_image(&photo, 64, &device).unwrap();
     let noise = Tensor::<4>::random([1, 3, 64, 64], burn::tensor::Distribution::Normal(0.0, 0.02), &device);
     let flipped = x.clone().flip([3]);
     let d_same: f32 = net.forward(x.clone(), x.clone()).into_scalar();
@@ -128,7 +135,7 @@ fn lpips_real_weights_rank_distances() {
 /// The Fashion-MNIST idx reader on the real files (apt-get install dataset-fashion-mnist).
 #[test]
 fn fashion_mnist_reads_the_real_files() {
-    use mergevq::data::{FashionMnist, Source, FASHION_MNIST_DIR};
+    use mergevq::io::data::{FashionMnist, Source, FASHION_MNIST_DIR};
     let dir = std::path::Path::new(FASHION_MNIST_DIR);
     let test = FashionMnist::open(dir, "test").expect("apt-get install dataset-fashion-mnist");
     assert_eq!(test.len(), 10_000);

@@ -1,9 +1,9 @@
 //! MergeAR: the sparse mask, cache eviction bounds, and equivalences with plain AR.
 use burn::prelude::*;
-use mergevq::gpt::{causal_bias, Gpt, GptConfig, LayerCache};
-use mergevq::mergear::{allowed, first_of_group, mergear_bias};
-use mergevq::sample::{generate, SampleOpts};
-use mergevq::weights::Weights;
+use mergevq::ar::gpt::{causal_bias, Gpt, GptConfig, LayerCache};
+use mergevq::ar::mergear::{allowed, first_of_group, mergear_bias};
+use mergevq::ar::sample::{generate, SampleOpts};
+use mergevq::io::weights::Weights;
 use rand::SeedableRng;
 
 fn model(merge_tokens: usize, block: usize) -> Gpt {
@@ -63,7 +63,16 @@ fn cache_never_exceeds_distinct_plus_window_plus_two() {
     // A synthetic merged image: 64 positions in 16 groups of 4 consecutive tokens.
     let codes: Vec<i64> = (0..64).map(|j| ((j / 4) * 3 % 64) as i64).collect();
     for w in [0usize, 1, 2, 4] {
-        let g = generate(&gpt, 1, Some(0), Some(w), &SampleOpts::default(), &mut rand::rngs::StdRng::seed_from_u64(1), Some(&codes)).unwrap();
+        let g = generate(
+            &gpt,
+            1,
+            Some(0),
+            Some(w),
+            &SampleOpts::default(),
+            &mut rand::rngs::StdRng::seed_from_u64(1),
+            Some(&codes),
+        )
+        .unwrap();
         let mut distinct = std::collections::HashSet::new();
         for (j, &held) in g.kv_trace.iter().enumerate() {
             distinct.insert(codes[j]);
@@ -72,7 +81,16 @@ fn cache_never_exceeds_distinct_plus_window_plus_two() {
         assert!(g.peak_kv < 64 + 2, "w={w}: eviction must shrink the cache ({})", g.peak_kv);
     }
     // Sampled codes obey the bound as well.
-    let g = generate(&gpt, 0, Some(2), Some(2), &SampleOpts { temperature: 0.7, ..Default::default() }, &mut rand::rngs::StdRng::seed_from_u64(9), None).unwrap();
+    let g = generate(
+        &gpt,
+        0,
+        Some(2),
+        Some(2),
+        &SampleOpts { temperature: 0.7, ..Default::default() },
+        &mut rand::rngs::StdRng::seed_from_u64(9),
+        None,
+    )
+    .unwrap();
     let mut distinct = std::collections::HashSet::new();
     for (j, &held) in g.kv_trace.iter().enumerate() {
         distinct.insert(g.codes[j]);
@@ -95,7 +113,7 @@ fn evicting_cache_equals_the_sparse_mask() {
 
     let mut caches = vec![LayerCache { k: None, v: None }; 2];
     let mut h = gpt.step(gpt.embed_prefix(&[1], Some(&[2])).unwrap(), &[0, 1], &mut caches);
-    let mut policy = mergevq::mergear::EvictionPolicy::new(window);
+    let mut policy = mergevq::ar::mergear::EvictionPolicy::new(window);
     for j in 0..16 {
         let inc: Vec<f32> = gpt.decode_pre(h.clone()).into_data().convert::<f32>().try_into_vec().unwrap();
         for (a, b) in inc.iter().zip(&full_pre[j * 8..(j + 1) * 8]) {
@@ -105,7 +123,7 @@ fn evicting_cache_equals_the_sparse_mask() {
             break;
         }
         h = gpt.step(gpt.embed_token(&[pre[j]], &[post[j]]), &[2 + j], &mut caches);
-        mergevq::sample::evict(&mut caches, 2, &policy.push(j, codes[j]));
+        mergevq::ar::sample::evict(&mut caches, 2, &policy.push(j, codes[j]));
     }
 }
 

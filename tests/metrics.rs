@@ -1,10 +1,13 @@
 //! Metrics against reference values from numpy / scipy / scikit-image
 //! (tests/data/metric_fixtures.json, made by scripts/make_metric_fixtures.py).
-use mergevq::metrics::{codebook_usage, frechet_distance, kid, psnr, ssim, Stats};
+use mergevq::eval::metrics::{codebook_usage, frechet_distance, kid, psnr, ssim, Stats};
 use mergevq::parity::generated;
 
 fn fixtures() -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/metric_fixtures.json")).unwrap()).unwrap()
+    serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/metric_fixtures.json")).unwrap(),
+    )
+    .unwrap()
 }
 
 fn features(seed: u64, n: usize, d: usize, shift: f64) -> Vec<Vec<f32>> {
@@ -18,7 +21,9 @@ fn features(seed: u64, n: usize, d: usize, shift: f64) -> Vec<Vec<f32>> {
 }
 
 fn image(seed: u32, w: u32, h: u32) -> image::RgbImage {
-    image::RgbImage::from_fn(w, h, |x, y| image::Rgb([0, 1, 2].map(|k| ((x * (3 + seed) + y * (5 + 2 * k) + 17 * k * seed) % 256) as u8)))
+    image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([0, 1, 2].map(|k| ((x * (3 + seed) + y * (5 + 2 * k) + 17 * k * seed) % 256) as u8))
+    })
 }
 
 fn noisy(img: &image::RgbImage) -> image::RgbImage {

@@ -21,7 +21,11 @@ fn image_folder(dir: &Path) -> PathBuf {
         std::fs::create_dir_all(data.join(name)).unwrap();
         for i in 0..6u32 {
             let img = image::RgbImage::from_fn(32, 32, |x, y| {
-                let v = if c == 0 { (((x as i32 - 16).pow(2) + (y as i32 - 16).pow(2)) as u32 / (3 + i)) % 256 } else { ((x + i) * 17 % 256) ^ (y * 3) };
+                let v = if c == 0 {
+                    (((x as i32 - 16).pow(2) + (y as i32 - 16).pow(2)) as u32 / (3 + i)) % 256
+                } else {
+                    ((x + i) * 17 % 256) ^ (y * 3)
+                };
                 image::Rgb([v as u8, (v * 2) as u8, 255 - v as u8])
             });
             img.save(data.join(name).join(format!("{i}.png"))).unwrap();
@@ -86,7 +90,12 @@ fn train(cfg: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 fn losses(run: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).filter(|v: &serde_json::Value| v.get("rec").is_some()).collect()
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v.get("rec").is_some())
+        .collect()
 }
 
 #[test]
@@ -126,8 +135,13 @@ fn resume_continues_the_same_trajectory() {
     let img = data.join("circles/0.png");
     let rec = Command::new(env!("CARGO_BIN_EXE_mergevq"))
         .args(["reconstruct", "--config", root().join("configs/tiny_32.toml").to_str().unwrap()])
-        .arg("--weights").arg(b.join("run/tokenizer_ema.safetensors")).arg(&img).arg("-o").arg(b.join("rec"))
-        .output().unwrap();
+        .arg("--weights")
+        .arg(b.join("run/tokenizer_ema.safetensors"))
+        .arg(&img)
+        .arg("-o")
+        .arg(b.join("rec"))
+        .output()
+        .unwrap();
     // tiny_32 has 10 classes, the trained head 2: the head size must be reported, not ignored.
     assert!(!rec.status.success());
     assert!(String::from_utf8_lossy(&rec.stderr).contains("dist_head"), "{}", String::from_utf8_lossy(&rec.stderr));
@@ -143,7 +157,8 @@ fn crash_while_writing_a_checkpoint_keeps_the_previous_one() {
     // Die during the second checkpoint write (step 6), after the temp file is written.
     let out = train(&cfg, &[], &[("MERGEVQ_FAULT_ABORT_BEFORE_RENAME", "checkpoint.safetensors:2")]);
     assert!(!out.status.success());
-    let ckpt = mergevq::train::checkpoint::Checkpoint::load(&d.join("run/checkpoint.safetensors")).expect("the previous checkpoint is intact");
+    let ckpt = mergevq::train::checkpoint::Checkpoint::load(&d.join("run/checkpoint.safetensors"))
+        .expect("the previous checkpoint is intact");
     assert_eq!(ckpt.meta["step"], 3);
     let out = train(&cfg, &["--resume"], &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -177,7 +192,10 @@ fn bad_configs_and_data_are_reported() {
     assert_error(&variant(&format!("path = \"{}\"", data.display()), "path = \"/nonexistent/data\""), "does not exist");
     let empty = d.join("empty");
     std::fs::create_dir_all(empty.join("class_a")).unwrap();
-    assert_error(&variant(&format!("path = \"{}\"", data.display()), &format!("path = \"{}\"", empty.display())), "no PNG/JPEG");
+    assert_error(
+        &variant(&format!("path = \"{}\"", data.display()), &format!("path = \"{}\"", empty.display())),
+        "no PNG/JPEG",
+    );
     assert_error(&variant("perceptual_weight = 0.0", "perceptual_weight = 1.0"), "lpips_weights");
     assert_error(&train(&cfg, &["--resume"], &[]), "no checkpoint");
 
@@ -202,7 +220,11 @@ fn bad_configs_and_data_are_reported() {
 fn learned_source_recovery_trains() {
     let d = tmp("recovery");
     let data = image_folder(&d);
-    let cfg = config(&d, &data, "[tokenizer.k2lconfig]\nlearn_source = true\nrec_embed_dim = 32\nnum_layers = 1\nnum_heads = 4\n");
+    let cfg = config(
+        &d,
+        &data,
+        "[tokenizer.k2lconfig]\nlearn_source = true\nrec_embed_dim = 32\nnum_layers = 1\nnum_heads = 4\n",
+    );
     let text = std::fs::read_to_string(&cfg).unwrap().replace("steps = 6", "steps = 2");
     std::fs::write(&cfg, text).unwrap();
     let out = train(&cfg, &[], &[]);
@@ -210,7 +232,7 @@ fn learned_source_recovery_trains() {
     let l = losses(&d.join("run"));
     let bce: Vec<f64> = l.iter().map(|v| v["source_bce"].as_f64().expect("source_bce logged")).collect();
     assert!(bce.iter().all(|v| v.is_finite() && *v > 0.0), "{bce:?}");
-    let w = mergevq::weights::read_safetensors(&d.join("run/tokenizer_ema.safetensors")).unwrap();
+    let w = mergevq::io::weights::read_safetensors(&d.join("run/tokenizer_ema.safetensors")).unwrap();
     assert!(w.contains_key("recovery.rec_head.weight") && w.contains_key("recovery.rec_tokens"));
     std::fs::remove_dir_all(&d).ok();
 }
@@ -222,7 +244,10 @@ fn adaptive_generator_weight() {
     let d = tmp("adaptive");
     let data = image_folder(&d);
     let cfg = config(&d, &data, "");
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("disc_start = 2", "disc_start = 0\nadaptive_disc_weight = 0.8").replace("steps = 6", "steps = 4");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("disc_start = 2", "disc_start = 0\nadaptive_disc_weight = 0.8")
+        .replace("steps = 6", "steps = 4");
     std::fs::write(&cfg, text).unwrap();
     let out = train(&cfg, &[], &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

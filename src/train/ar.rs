@@ -4,10 +4,10 @@
 use super::checkpoint::Checkpoint;
 use super::config::{OptimConfig, RunConfig};
 use super::optim::{flat_inner, global_norm, Adam, Ema};
-use crate::gpt::{Gpt, GptConfig};
-use crate::mergear::{first_of_group, mergear_bias};
-use crate::tokens_file::TokenSet;
-use crate::weights::{export, write_safetensors, Weights};
+use crate::ar::gpt::{Gpt, GptConfig};
+use crate::ar::mergear::{first_of_group, mergear_bias};
+use crate::io::tokens::TokenSet;
+use crate::io::weights::{export, write_safetensors, Weights};
 use anyhow::{anyhow, bail, Context, Result};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
@@ -49,7 +49,8 @@ fn val_fraction() -> f64 {
 impl ArConfig {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
-        let mut cfg: Self = toml::from_str(&text).map_err(|e| anyhow!("bad config {}: {}", path.display(), e.message()))?;
+        let mut cfg: Self =
+            toml::from_str(&text).map_err(|e| anyhow!("bad config {}: {}", path.display(), e.message()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         if cfg.tokens.is_relative() && !cfg.tokens.exists() && base.join(&cfg.tokens).exists() {
             cfg.tokens = base.join(&cfg.tokens);
@@ -62,7 +63,9 @@ impl ArConfig {
         self.gpt.validate()?;
         match self.mode.as_str() {
             "plain" if self.gpt.merge_tokens != 0 => bail!("plain AR takes gpt.merge_tokens = 0"),
-            "mergear" if self.gpt.merge_tokens == 0 => bail!("MergeAR needs gpt.merge_tokens = the number of kept-count candidates"),
+            "mergear" if self.gpt.merge_tokens == 0 => {
+                bail!("MergeAR needs gpt.merge_tokens = the number of kept-count candidates")
+            }
             "plain" | "mergear" => {}
             m => bail!("mode must be plain or mergear, got `{m}`"),
         }
@@ -99,7 +102,12 @@ impl ArTrainer {
         }
         let g = &cfg.gpt;
         if data.bits != g.bits() {
-            bail!("token set has {}-bit codes, gpt.factorized_bits {:?} make {} bits (tokens from another tokenizer?)", data.bits, g.factorized_bits, g.bits());
+            bail!(
+                "token set has {}-bit codes, gpt.factorized_bits {:?} make {} bits (tokens from another tokenizer?)",
+                data.bits,
+                g.factorized_bits,
+                g.bits()
+            );
         }
         if data.codes[0].len() != g.block_size {
             bail!("token set has L={} tokens per image, gpt.block_size is {}", data.codes[0].len(), g.block_size);
@@ -108,7 +116,12 @@ impl ArTrainer {
             bail!("token set has {} classes, gpt.class_num is {}", data.classes, g.class_num);
         }
         if cfg.mode == "mergear" && data.candidates.len() != g.merge_tokens {
-            bail!("token set has {} kept-count candidates {:?}, gpt.merge_tokens is {}", data.candidates.len(), data.candidates, g.merge_tokens);
+            bail!(
+                "token set has {} kept-count candidates {:?}, gpt.merge_tokens is {}",
+                data.candidates.len(),
+                data.candidates,
+                g.merge_tokens
+            );
         }
         let mut idx: Vec<usize> = (0..data.len()).collect();
         idx.shuffle(&mut StdRng::seed_from_u64(1234));
@@ -181,7 +194,10 @@ impl ArTrainer {
         let (merge, bias) = if self.cfg.mode == "mergear" {
             let m: Vec<i64> = items.iter().map(|&i| self.data.merge_index(i) as i64).collect();
             let n = g.prefix() + l - 1;
-            let masks: Vec<Tensor<4>> = items.iter().map(|&i| mergear_bias(g.prefix(), &first_of_group(&self.data.group[i]), self.cfg.window, n, &device)).collect();
+            let masks: Vec<Tensor<4>> = items
+                .iter()
+                .map(|&i| mergear_bias(g.prefix(), &first_of_group(&self.data.group[i]), self.cfg.window, n, &device))
+                .collect();
             (Some(m), Some(Tensor::cat(masks, 0)))
         } else {
             (None, None)
@@ -225,7 +241,10 @@ impl ArTrainer {
         std::fs::create_dir_all(out)?;
         let mut metrics = std::fs::OpenOptions::new().create(true).append(true).open(out.join("metrics.jsonl"))?;
         let pb = indicatif::ProgressBar::new(cfg.run.steps as u64);
-        pb.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise}<{eta_precise} {msg}").unwrap());
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise}<{eta_precise} {msg}")
+                .unwrap(),
+        );
         pb.set_position(self.step as u64);
         let t0 = std::time::Instant::now();
         let per_epoch = (self.train_idx.len() / cfg.batch_size).max(1);
@@ -235,7 +254,8 @@ impl ArTrainer {
             let (epoch, k) = (step / per_epoch, step % per_epoch);
             let mut order = self.train_idx.clone();
             order.shuffle(&mut StdRng::seed_from_u64(cfg.run.seed ^ epoch as u64));
-            let items: Vec<usize> = (0..cfg.batch_size).map(|j| order[(k * cfg.batch_size + j) % order.len()]).collect();
+            let items: Vec<usize> =
+                (0..cfg.batch_size).map(|j| order[(k * cfg.batch_size + j) % order.len()]).collect();
             let mut rng = StdRng::seed_from_u64(cfg.run.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let loss = self.loss(&self.gpt, &items, Some(&mut rng))?;
             let v: f32 = loss.clone().into_scalar();
@@ -268,7 +288,7 @@ impl ArTrainer {
         }
         pb.finish_and_clear();
         if curve.len() > 1 {
-            crate::image_io::save_png(&crate::plot::line_plot(&[curve], 640, 360), &out.join("loss_curve.png"))?;
+            crate::io::image::save_png(&crate::eval::plot::line_plot(&[curve], 640, 360), &out.join("loss_curve.png"))?;
         }
         let val = self.validate()?;
         writeln!(metrics, "{}", serde_json::json!({"step": self.step, "val_ce": val, "final": true}))?;

@@ -1,7 +1,7 @@
 //! Training checkpoints: one safetensors file with the model, its EMA, the discriminator and
 //! both optimizers' moments under state-dict names, and the counters in its metadata. Written
 //! atomically: a crash while saving leaves the previous checkpoint intact.
-use crate::weights::{atomic_write, HostTensor};
+use crate::io::weights::{atomic_write, HostTensor};
 use anyhow::{anyhow, Context, Result};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
@@ -22,10 +22,17 @@ impl Checkpoint {
                 if let Some(v) = t.data.iter().find(|v| !v.is_finite()) {
                     anyhow::bail!("refusing to save a checkpoint: `{g}/{name}` holds {v}");
                 }
-                flat.push((format!("{g}/{name}"), t.data.iter().flat_map(|v| v.to_le_bytes()).collect(), t.shape.clone()));
+                flat.push((
+                    format!("{g}/{name}"),
+                    t.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                    t.shape.clone(),
+                ));
             }
         }
-        let views: Vec<(String, TensorView)> = flat.iter().map(|(k, b, s)| Ok((k.clone(), TensorView::new(Dtype::F32, s.clone(), b)?))).collect::<Result<_, safetensors::SafeTensorError>>()?;
+        let views: Vec<(String, TensorView)> = flat
+            .iter()
+            .map(|(k, b, s)| Ok((k.clone(), TensorView::new(Dtype::F32, s.clone(), b)?)))
+            .collect::<Result<_, safetensors::SafeTensorError>>()?;
         let meta: HashMap<String, String> = [("mergevq_checkpoint".to_string(), self.meta.to_string())].into();
         atomic_write(path, &safetensors::serialize(views, Some(meta))?)
     }
@@ -34,14 +41,21 @@ impl Checkpoint {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read checkpoint {}", path.display()))?;
         let bad = |e: String| anyhow!("{} is not a mergevq training checkpoint: {e}", path.display());
         let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
-        let meta = header.metadata().as_ref().and_then(|m| m.get("mergevq_checkpoint")).ok_or_else(|| bad("no checkpoint metadata".into()))?;
+        let meta = header
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get("mergevq_checkpoint"))
+            .ok_or_else(|| bad("no checkpoint metadata".into()))?;
         let meta: serde_json::Value = serde_json::from_str(meta).map_err(|e| bad(e.to_string()))?;
         let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
         let mut groups: BTreeMap<String, BTreeMap<String, HostTensor>> = BTreeMap::new();
         for (key, view) in st.tensors() {
             let (g, name) = key.split_once('/').ok_or_else(|| bad(format!("tensor `{key}` has no group")))?;
             let data = view.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
-            groups.entry(g.to_string()).or_default().insert(name.to_string(), HostTensor { shape: view.shape().to_vec(), data });
+            groups
+                .entry(g.to_string())
+                .or_default()
+                .insert(name.to_string(), HostTensor { shape: view.shape().to_vec(), data });
         }
         Ok(Self { groups, meta })
     }

@@ -1,7 +1,7 @@
 //! The training config (TOML): the tokenizer, data, optimizer, loss weights and run settings.
 //! Defaults follow the reference configs (configs/gpu_s1/*.yaml, VQLPIPSWithDiscriminator).
 use super::optim::Schedule;
-use crate::config::TokenizerConfig;
+use crate::tokenizer::config::TokenizerConfig;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -152,36 +152,85 @@ pub struct RunConfig {
     pub max_minutes: Option<f64>,
 }
 
-fn yes() -> bool { true }
-fn adam() -> String { "adam".into() }
-fn lr() -> f64 { 1e-4 }
-fn betas() -> [f64; 2] { [0.5, 0.9] }
-fn one() -> usize { 1 }
-fn one_f() -> f64 { 1.0 }
-fn no_schedule() -> Schedule { Schedule::None }
-fn ema() -> f64 { 0.999 }
-fn l1() -> String { "l1".into() }
-fn hinge() -> String { "hinge".into() }
-fn non_saturate() -> String { "non-saturate".into() }
-fn gen_w() -> f64 { 0.1 }
-fn lecam() -> f64 { 0.01 }
-fn cb() -> f64 { 0.1 }
-fn commit() -> f64 { 0.25 }
-fn enlarge_steps() -> usize { 2000 }
-fn smoothing() -> f64 { 0.1 }
-fn ndf() -> usize { 64 }
-fn three() -> usize { 3 }
-fn ten() -> usize { 10 }
-fn two_hundred() -> usize { 200 }
-fn val_images() -> usize { 1000 }
+fn yes() -> bool {
+    true
+}
+fn adam() -> String {
+    "adam".into()
+}
+fn lr() -> f64 {
+    1e-4
+}
+fn betas() -> [f64; 2] {
+    [0.5, 0.9]
+}
+fn one() -> usize {
+    1
+}
+fn one_f() -> f64 {
+    1.0
+}
+fn no_schedule() -> Schedule {
+    Schedule::None
+}
+fn ema() -> f64 {
+    0.999
+}
+fn l1() -> String {
+    "l1".into()
+}
+fn hinge() -> String {
+    "hinge".into()
+}
+fn non_saturate() -> String {
+    "non-saturate".into()
+}
+fn gen_w() -> f64 {
+    0.1
+}
+fn lecam() -> f64 {
+    0.01
+}
+fn cb() -> f64 {
+    0.1
+}
+fn commit() -> f64 {
+    0.25
+}
+fn enlarge_steps() -> usize {
+    2000
+}
+fn smoothing() -> f64 {
+    0.1
+}
+fn ndf() -> usize {
+    64
+}
+fn three() -> usize {
+    3
+}
+fn ten() -> usize {
+    10
+}
+fn two_hundred() -> usize {
+    200
+}
+fn val_images() -> usize {
+    1000
+}
 
 impl TrainConfig {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
-        let mut cfg: Self = toml::from_str(&text).map_err(|e| anyhow!("bad config {}: {}", path.display(), e.message()))?;
+        let mut cfg: Self =
+            toml::from_str(&text).map_err(|e| anyhow!("bad config {}: {}", path.display(), e.message()))?;
         // Relative paths are relative to the config file.
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut cfg.data.path, &mut cfg.data.val_path, &mut cfg.loss.lpips_weights, &mut cfg.loss.teacher_features].into_iter().flatten() {
+        for p in
+            [&mut cfg.data.path, &mut cfg.data.val_path, &mut cfg.loss.lpips_weights, &mut cfg.loss.teacher_features]
+                .into_iter()
+                .flatten()
+        {
             if p.is_relative() && !p.exists() && base.join(&*p).exists() {
                 *p = base.join(&*p);
             }
@@ -202,17 +251,27 @@ impl TrainConfig {
         if o.betas.iter().any(|b| !(0.0..1.0).contains(b)) {
             bail!("optim.betas must lie in [0, 1), got {:?}", o.betas);
         }
-        if o.weight_decay < 0.0 || o.accumulate == 0 || o.clip.is_some_and(|c| c <= 0.0) || !(0.0..1.0).contains(&o.ema) {
+        if o.weight_decay < 0.0 || o.accumulate == 0 || o.clip.is_some_and(|c| c <= 0.0) || !(0.0..1.0).contains(&o.ema)
+        {
             bail!("optim: weight_decay ≥ 0, accumulate ≥ 1, clip > 0 and ema in [0, 1) are required");
         }
         let l = &self.loss;
         if !matches!(l.reconstruction.as_str(), "l1" | "l2") {
             bail!("loss.reconstruction must be l1 or l2, got `{}`", l.reconstruction);
         }
-        if !matches!(l.disc_loss.as_str(), "hinge" | "non-saturate") || !matches!(l.gen_adv_loss.as_str(), "hinge" | "non-saturate") {
+        if !matches!(l.disc_loss.as_str(), "hinge" | "non-saturate")
+            || !matches!(l.gen_adv_loss.as_str(), "hinge" | "non-saturate")
+        {
             bail!("loss.disc_loss / gen_adv_loss must be hinge or non-saturate");
         }
-        for (name, v) in [("perceptual_weight", l.perceptual_weight), ("gen_loss_weight", l.gen_loss_weight), ("lecam_weight", l.lecam_weight), ("codebook_weight", l.codebook_weight), ("commit_weight", l.commit_weight), ("cls_weight", l.cls_weight)] {
+        for (name, v) in [
+            ("perceptual_weight", l.perceptual_weight),
+            ("gen_loss_weight", l.gen_loss_weight),
+            ("lecam_weight", l.lecam_weight),
+            ("codebook_weight", l.codebook_weight),
+            ("commit_weight", l.commit_weight),
+            ("cls_weight", l.cls_weight),
+        ] {
             if !(v >= 0.0 && v.is_finite()) {
                 bail!("loss.{name} must be ≥ 0, got {v}");
             }

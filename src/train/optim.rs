@@ -1,10 +1,10 @@
 //! Adam / AdamW with per-parameter state, global-norm gradient clipping, gradient
 //! accumulation, the EMA of weights and learning-rate schedules.
+use crate::io::weights::HostTensor;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
-use crate::weights::HostTensor;
 use std::collections::{BTreeMap, HashMap};
 
 /// A saved tensor as a flat tensor outside the autodiff graph (optimizer and EMA state).
@@ -30,7 +30,10 @@ impl Adam {
     }
 
     /// The moments under parameter names: (m, v), for checkpoints.
-    pub fn export_state(&self, names: &HashMap<ParamId, String>) -> (BTreeMap<String, HostTensor>, BTreeMap<String, HostTensor>) {
+    pub fn export_state(
+        &self,
+        names: &HashMap<ParamId, String>,
+    ) -> (BTreeMap<String, HostTensor>, BTreeMap<String, HostTensor>) {
         let host = |t: &Tensor<1>| {
             let data: Vec<f32> = t.clone().into_data().convert::<f32>().try_into_vec().expect("f32");
             HostTensor { shape: vec![data.len()], data }
@@ -46,7 +49,13 @@ impl Adam {
     }
 
     /// Restores moments saved by `export_state` onto the parameters `names` refers to.
-    pub fn import_state(&mut self, names: &HashMap<ParamId, String>, m: &BTreeMap<String, HostTensor>, v: &BTreeMap<String, HostTensor>, device: &Device) {
+    pub fn import_state(
+        &mut self,
+        names: &HashMap<ParamId, String>,
+        m: &BTreeMap<String, HostTensor>,
+        v: &BTreeMap<String, HostTensor>,
+        device: &Device,
+    ) {
         for (id, name) in names {
             if let (Some(tm), Some(tv)) = (m.get(name), v.get(name)) {
                 self.state.insert(*id, (flat_inner(tm, device), flat_inner(tv, device)));

@@ -4,12 +4,12 @@
 use super::checkpoint::Checkpoint;
 use super::config::TrainConfig;
 use super::optim::{accumulate, flat_inner, global_norm, Adam, Ema};
-use crate::data::{check_readable, Augment, Batch, FashionMnist, ImageFolder, Loader, Source, FASHION_MNIST_DIR};
-use crate::gan::{hinge_d_loss, hinge_g_loss, non_saturating_g_loss, Discriminator, LeCam};
-use crate::image_io::{merge_map, save_png, tensor_to_rgb};
-use crate::lpips::Lpips;
+use crate::io::data::{check_readable, Augment, Batch, FashionMnist, ImageFolder, Loader, Source, FASHION_MNIST_DIR};
+use crate::io::image::{merge_map, save_png, tensor_to_rgb};
+use crate::io::weights::{export, HostTensor, Weights};
+use crate::loss::gan::{hinge_d_loss, hinge_g_loss, non_saturating_g_loss, Discriminator, LeCam};
+use crate::loss::lpips::Lpips;
 use crate::tokenizer::Tokenizer;
-use crate::weights::{export, HostTensor, Weights};
 use anyhow::{anyhow, bail, Context, Result};
 use burn::module::{Module, ParamId};
 use burn::optim::GradientsParams;
@@ -77,9 +77,17 @@ impl Trainer {
         check_readable(source.as_ref())?;
         let val = open_source(&cfg, true)?;
         let res = cfg.tokenizer.ddconfig.resolution as u32;
-        let augment = Augment { resolution: res, random_crop: cfg.data.random_crop, flip: cfg.data.flip, pad: cfg.data.pad };
+        let augment =
+            Augment { resolution: res, random_crop: cfg.data.random_crop, flip: cfg.data.flip, pad: cfg.data.pad };
         let strong = Augment { random_crop: true, flip: true, ..augment.clone() };
-        let train = Arc::new(Loader { source, augment, strong, batch: cfg.data.batch_size, seed: cfg.run.seed, skipped: Arc::new(AtomicUsize::new(0)) });
+        let train = Arc::new(Loader {
+            source,
+            augment,
+            strong,
+            batch: cfg.data.batch_size,
+            seed: cfg.run.seed,
+            skipped: Arc::new(AtomicUsize::new(0)),
+        });
 
         let ckpt_path = Self::checkpoint_path(&cfg);
         let ckpt = if resume {
@@ -90,19 +98,23 @@ impl Trainer {
         } else {
             None
         };
-        let group = |name: &str| -> BTreeMap<String, HostTensor> { ckpt.as_ref().and_then(|c| c.groups.get(name).cloned()).unwrap_or_default() };
+        let group = |name: &str| -> BTreeMap<String, HostTensor> {
+            ckpt.as_ref().and_then(|c| c.groups.get(name).cloned()).unwrap_or_default()
+        };
         let (tw, dw) = match &ckpt {
             Some(_) => (Weights::from_map(group("model"), &device), Weights::from_map(group("disc"), &device)),
             None => (Weights::random(cfg.run.seed, &device), Weights::random(cfg.run.seed ^ 0xD15C, &device)),
         };
         let tok = Tokenizer::load(&tw, &cfg.tokenizer).context("checkpoint does not match the tokenizer config")?;
         let l = &cfg.loss;
-        let disc = Discriminator::load(&dw, "", 3, l.disc_ndf, l.disc_layers).context("checkpoint does not match the discriminator config")?;
+        let disc = Discriminator::load(&dw, "", 3, l.disc_ndf, l.disc_layers)
+            .context("checkpoint does not match the discriminator config")?;
         dw.finish(&[])?;
         let disc_names = dw.names();
         let lpips = match (&l.lpips_weights, l.perceptual_weight > 0.0) {
             (Some(p), true) => {
-                let w = Weights::open(p, false, &device).with_context(|| format!("LPIPS weights {} (run scripts/fetch-weights.sh)", p.display()))?;
+                let w = Weights::open(p, false, &device)
+                    .with_context(|| format!("LPIPS weights {} (run scripts/fetch-weights.sh)", p.display()))?;
                 let net = Lpips::load(&w, "")?.no_grad();
                 w.finish(&[])?;
                 Some(net)
@@ -111,7 +123,7 @@ impl Trainer {
         };
         let teacher = match &l.teacher_features {
             Some(p) => {
-                let m = crate::weights::read_safetensors(p)?;
+                let m = crate::io::weights::read_safetensors(p)?;
                 let f = m.get("features").ok_or_else(|| anyhow!("{} has no `features` tensor", p.display()))?;
                 if f.shape.len() != 2 || f.shape[0] != train.source.len() {
                     bail!("teacher features {} must be [N={}, D], got {:?}", p.display(), train.source.len(), f.shape);
@@ -181,10 +193,15 @@ impl Trainer {
             let source_bce = self.tok.recovery.as_ref().map(|r| {
                 let pred = r.forward(crate::nn::map_to_tokens(q.quantized.clone())).source.clamp(1e-6, 1.0 - 1e-6);
                 let [b, k, l] = pred.dims();
-                let t = Tensor::<3>::from_data(TensorData::new(crate::tome::source_matrix(&group, k), [b, k, l]), &self.device);
+                let t = Tensor::<3>::from_data(
+                    TensorData::new(crate::tokenizer::tome::source_matrix(&group, k), [b, k, l]),
+                    &self.device,
+                );
                 (t.clone() * pred.clone().log() + (t.neg() + 1.0) * (pred.neg() + 1.0).log()).mean().neg()
             });
-            let last_in = self.tok.decoder.last_input(crate::nn::tokens_to_map(crate::recovery::token_unmerge(crate::nn::map_to_tokens(q.quantized), &group)));
+            let last_in = self.tok.decoder.last_input(crate::nn::tokens_to_map(
+                crate::tokenizer::recovery::token_unmerge(crate::nn::map_to_tokens(q.quantized), &group),
+            ));
             let rec = self.tok.decoder.conv_out.forward(last_in.clone());
 
             // The image losses: nll = reconstruction + perceptual, g = adversarial.
@@ -199,7 +216,11 @@ impl Trainer {
             };
             let g_of = |r: Tensor<4>| -> Tensor<1> {
                 let fake = self.disc.forward(r, true);
-                if l.gen_adv_loss == "hinge" { hinge_g_loss(fake) } else { non_saturating_g_loss(fake) }
+                if l.gen_adv_loss == "hinge" {
+                    hinge_g_loss(fake)
+                } else {
+                    non_saturating_g_loss(fake)
+                }
             };
             let mut terms: Vec<(&'static str, Tensor<1>, f64)> = Vec::new();
             match (adversarial, l.adaptive_disc_weight) {
@@ -207,10 +228,16 @@ impl Trainer {
                     // ∂nll/∂x̂ and ∂g/∂x̂ on a detached copy of the reconstruction; their gradients
                     // on the last layer give the adaptive weight, and one surrogate term
                     // x̂ · (∂nll/∂x̂ + w·∂g/∂x̂) carries both into the decoder and encoder.
-                    let grad_of = |loss: Tensor<1>, leaf: &Tensor<4>| leaf.grad(&loss.backward()).expect("gradient of the reconstruction");
+                    let grad_of = |loss: Tensor<1>, leaf: &Tensor<4>| {
+                        leaf.grad(&loss.backward()).expect("gradient of the reconstruction")
+                    };
                     let leaf = rec.clone().detach().require_grad();
                     let nll_terms = nll_of(leaf.clone());
-                    let nll = nll_terms.iter().map(|(_, t, w)| t.clone() * *w).reduce(|a, b| a + b).expect("reconstruction loss");
+                    let nll = nll_terms
+                        .iter()
+                        .map(|(_, t, w)| t.clone() * *w)
+                        .reduce(|a, b| a + b)
+                        .expect("reconstruction loss");
                     let d_nll = grad_of(nll, &leaf);
                     let leaf_g = rec.clone().detach().require_grad();
                     let g = g_of(leaf_g.clone());
@@ -236,7 +263,8 @@ impl Trainer {
                     }
                 }
             }
-            let enlarge = l.codebook_enlarge_ratio * (1.0 - step as f64 / l.codebook_enlarge_steps.max(1) as f64).max(0.0) + 1.0;
+            let enlarge =
+                l.codebook_enlarge_ratio * (1.0 - step as f64 / l.codebook_enlarge_steps.max(1) as f64).max(0.0) + 1.0;
             terms.push(("entropy", lf.entropy_aux, l.codebook_weight * enlarge));
             terms.push(("commit", lf.commitment, l.commit_weight));
             if let Some(bce) = source_bce {
@@ -270,7 +298,9 @@ impl Trainer {
                 let mut d = if l.disc_loss == "hinge" {
                     hinge_d_loss(real.clone(), fake.clone())
                 } else {
-                    (burn::tensor::activation::softplus(real.clone().neg(), 1.0).mean() + burn::tensor::activation::softplus(fake.clone(), 1.0).mean()) * 0.5
+                    (burn::tensor::activation::softplus(real.clone().neg(), 1.0).mean()
+                        + burn::tensor::activation::softplus(fake.clone(), 1.0).mean())
+                        * 0.5
                 };
                 if l.lecam_weight > 0.0 {
                     let lc = self.lecam.update_and_loss(real, fake);
@@ -312,14 +342,19 @@ impl Trainer {
                 if *dim != classes {
                     bail!("teacher features have {dim} dims, the [CLS] head {classes} (set num_classes)");
                 }
-                let t: Vec<f32> = batch.indices.iter().flat_map(|&i| feat[i * dim..(i + 1) * dim].iter().copied()).collect();
-                Ok(crate::align::distill_kl(head, Tensor::<2>::from_data(TensorData::new(t, [b, classes]), &self.device), 4.0))
+                let t: Vec<f32> =
+                    batch.indices.iter().flat_map(|&i| feat[i * dim..(i + 1) * dim].iter().copied()).collect();
+                Ok(crate::loss::align::distill_kl(
+                    head,
+                    Tensor::<2>::from_data(TensorData::new(t, [b, classes]), &self.device),
+                    4.0,
+                ))
             }
             None => {
                 if let Some(bad) = batch.labels.iter().find(|&&c| c >= classes) {
                     bail!("label {bad} is outside the {classes} classes of the [CLS] head (set num_classes)");
                 }
-                Ok(crate::align::label_smoothed_ce(head, &batch.labels, self.cfg.loss.label_smoothing))
+                Ok(crate::loss::align::label_smoothed_ce(head, &batch.labels, self.cfg.loss.label_smoothing))
             }
         }
     }
@@ -332,11 +367,24 @@ impl Trainer {
         if let Some(k) = keep {
             model.set_keep(k)?;
         } else {
-            model.plan = crate::tome::KeepPlan::new(self.cfg.tokenizer.embed_res(), d.num_att_blocks, d.merge_num, d.merge_ratio, None)?;
+            model.plan = crate::tokenizer::tome::KeepPlan::new(
+                self.cfg.tokenizer.embed_res(),
+                d.num_att_blocks,
+                d.merge_num,
+                d.merge_ratio,
+                None,
+            )?;
         }
         let res = d.resolution as u32;
         let aug = Augment { resolution: res, random_crop: false, flip: false, pad: self.cfg.data.pad };
-        let loader = Loader { source: self.val.clone(), augment: aug.clone(), strong: aug, batch: self.cfg.data.batch_size.min(n.max(1)), seed: 0, skipped: Arc::new(AtomicUsize::new(0)) };
+        let loader = Loader {
+            source: self.val.clone(),
+            augment: aug.clone(),
+            strong: aug,
+            batch: self.cfg.data.batch_size.min(n.max(1)),
+            seed: 0,
+            skipped: Arc::new(AtomicUsize::new(0)),
+        };
         crate::eval::mean_psnr(&model, |i| loader.batch_in_order(i), n.min(self.val.len()), &model.device())
     }
 
@@ -388,7 +436,9 @@ impl Trainer {
             let t = ema.get(name).ok_or_else(|| anyhow!("checkpoint EMA lacks `{name}`"))?;
             self.ema.shadow.insert(*id, flat_inner(t, &self.device));
         }
-        for (g, names, opt) in [("opt_g", &self.tok.names, &mut self.opt_g), ("opt_d", &self.disc_names, &mut self.opt_d)] {
+        for (g, names, opt) in
+            [("opt_g", &self.tok.names, &mut self.opt_g), ("opt_d", &self.disc_names, &mut self.opt_d)]
+        {
             if let (Some(m), Some(v)) = (c.groups.get(&format!("{g}.m")), c.groups.get(&format!("{g}.v"))) {
                 opt.import_state(names, m, v, &self.device);
             }
@@ -408,13 +458,19 @@ impl Trainer {
         let rx = self.train.prefetch(start * accum, total * accum, 4);
         let pb = indicatif::ProgressBar::new(total as u64);
         pb.set_position(start as u64);
-        pb.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise}<{eta_precise} {msg}").unwrap());
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise}<{eta_precise} {msg}")
+                .unwrap(),
+        );
         let t0 = Instant::now();
         let mut images = 0usize;
-        let fault_exit: Option<usize> = std::env::var("MERGEVQ_FAULT_EXIT_AFTER_STEP").ok().and_then(|v| v.parse().ok());
+        let fault_exit: Option<usize> =
+            std::env::var("MERGEVQ_FAULT_EXIT_AFTER_STEP").ok().and_then(|v| v.parse().ok());
         let mut curve: Vec<(f64, f64)> = Vec::new();
         while self.step < total {
-            let batches: Vec<Batch> = (0..accum).map(|_| rx.recv().map(|(_, b)| b).map_err(|_| anyhow!("data loader stopped"))).collect::<Result<_>>()?;
+            let batches: Vec<Batch> = (0..accum)
+                .map(|_| rx.recv().map(|(_, b)| b).map_err(|_| anyhow!("data loader stopped")))
+                .collect::<Result<_>>()?;
             images += batches.iter().map(|b| b.size).sum::<usize>();
             let ts = Instant::now();
             let losses = self.train_step(&batches)?;
@@ -432,7 +488,12 @@ impl Trainer {
                 }
                 line.insert("images_per_s".into(), serde_json::json!(ips));
                 writeln!(metrics, "{}", serde_json::Value::Object(line))?;
-                pb.set_message(format!("rec {:.4} K {} {:.1} img/s", get("rec").unwrap_or(0.0), get("K").unwrap_or(0.0), ips));
+                pb.set_message(format!(
+                    "rec {:.4} K {} {:.1} img/s",
+                    get("rec").unwrap_or(0.0),
+                    get("K").unwrap_or(0.0),
+                    ips
+                ));
             }
             if cfg.run.sample_every > 0 && (step % cfg.run.sample_every == 0 || step == total) {
                 self.write_samples(&batches[0], &out.join("samples").join(format!("step_{step:07}.png")))?;
@@ -457,7 +518,7 @@ impl Trainer {
         pb.finish_and_clear();
         let images_per_s = images as f64 / t0.elapsed().as_secs_f64().max(1e-9);
         if curve.len() > 1 {
-            save_png(&crate::plot::line_plot(&[curve], 640, 360), &out.join("loss_curve.png"))?;
+            save_png(&crate::eval::plot::line_plot(&[curve], 640, 360), &out.join("loss_curve.png"))?;
         }
         let exported = out.join("tokenizer_ema.safetensors");
         self.export_ema(&exported)?;
@@ -475,7 +536,10 @@ impl Trainer {
         let model = self.ema_model();
         let res = self.cfg.tokenizer.ddconfig.resolution;
         let n = batch.size.min(8);
-        let x = Tensor::<4>::from_data(TensorData::new(batch.images[..n * 3 * res * res].to_vec(), [n, 3, res, res]), &model.device());
+        let x = Tensor::<4>::from_data(
+            TensorData::new(batch.images[..n * 3 * res * res].to_vec(), [n, 3, res, res]),
+            &model.device(),
+        );
         let t = model.encode(x.clone())?;
         let rec = model.decode(t.quantized, &t.group);
         let side = self.cfg.tokenizer.embed_res();

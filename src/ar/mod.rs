@@ -1,0 +1,4 @@
+//! Stage 2: the class-conditional GPT (LlamaGen / Open-MAGVIT2), MergeAR's sparse mask and sampling.
+pub mod gpt;
+pub mod mergear;
+pub mod sample;

@@ -1,0 +1,166 @@
+//! Evaluation metrics: PSNR, SSIM, FID (Fréchet distance of Inception features), KID, and
+//! codebook usage / perplexity.
+use image::RgbImage;
+use nalgebra::{DMatrix, DVector, SymmetricEigen};
+
+/// PSNR in dB of two 8-bit images (data range 255).
+pub fn psnr(a: &RgbImage, b: &RgbImage) -> f64 {
+    crate::io::image::psnr(a, b)
+}
+
+/// PSNR in dB of two float images in [-1, 1] (data range 2), without quantisation.
+pub fn psnr_unit(a: &[f32], b: &[f32]) -> f64 {
+    let mse = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>() / a.len() as f64;
+    if mse == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (4.0 / mse).log10()
+    }
+}
+
+/// SSIM (Wang et al. 2004) as pytorch-msssim and skimage (gaussian_weights=True,
+/// use_sample_covariance=False) compute it: 11×11 Gaussian window, σ = 1.5, K1 = 0.01,
+/// K2 = 0.03, data range 255, valid positions only, averaged over channels.
+pub fn ssim(a: &RgbImage, b: &RgbImage) -> f64 {
+    let (w, h) = a.dimensions();
+    let (w, h) = (w as usize, h as usize);
+    let win = 11usize.min(w).min(h) | 1;
+    let r = win / 2;
+    let g: Vec<f64> = {
+        let v: Vec<f64> = (0..win).map(|i| (-((i as f64 - r as f64).powi(2)) / (2.0 * 1.5 * 1.5)).exp()).collect();
+        let s: f64 = v.iter().sum();
+        v.into_iter().map(|x| x / s).collect()
+    };
+    let (c1, c2) = ((0.01f64 * 255.0).powi(2), (0.03f64 * 255.0).powi(2));
+    let (ow, oh) = (w - win + 1, h - win + 1);
+    let mut total = 0.0;
+    for ch in 0..3 {
+        let px = |img: &RgbImage, x: usize, y: usize| img.get_pixel(x as u32, y as u32)[ch] as f64;
+        // Separable filtering of x, y, x², y², xy: horizontal then vertical.
+        let filt = |f: &dyn Fn(usize, usize) -> f64| -> Vec<f64> {
+            let mut hz = vec![0.0; ow * h];
+            for y in 0..h {
+                for x in 0..ow {
+                    hz[y * ow + x] = (0..win).map(|k| g[k] * f(x + k, y)).sum();
+                }
+            }
+            let mut out = vec![0.0; ow * oh];
+            for y in 0..oh {
+                for x in 0..ow {
+                    out[y * ow + x] = (0..win).map(|k| g[k] * hz[(y + k) * ow + x]).sum();
+                }
+            }
+            out
+        };
+        let mx = filt(&|x, y| px(a, x, y));
+        let my = filt(&|x, y| px(b, x, y));
+        let mxx = filt(&|x, y| px(a, x, y).powi(2));
+        let myy = filt(&|x, y| px(b, x, y).powi(2));
+        let mxy = filt(&|x, y| px(a, x, y) * px(b, x, y));
+        let mut s = 0.0;
+        for i in 0..ow * oh {
+            let (vx, vy, cxy) = (mxx[i] - mx[i] * mx[i], myy[i] - my[i] * my[i], mxy[i] - mx[i] * my[i]);
+            s += ((2.0 * mx[i] * my[i] + c1) * (2.0 * cxy + c2))
+                / ((mx[i] * mx[i] + my[i] * my[i] + c1) * (vx + vy + c2));
+        }
+        total += s / (ow * oh) as f64;
+    }
+    total / 3.0
+}
+
+/// Mean and covariance (unbiased, as numpy.cov) of feature rows.
+#[derive(Clone, Debug)]
+pub struct Stats {
+    pub mu: DVector<f64>,
+    pub sigma: DMatrix<f64>,
+    pub n: usize,
+}
+
+impl Stats {
+    pub fn from_features(f: &[Vec<f32>]) -> Self {
+        let n = f.len();
+        let d = f.first().map(|r| r.len()).unwrap_or(0);
+        let x = DMatrix::<f64>::from_fn(n, d, |i, j| f[i][j] as f64);
+        let mu = DVector::from_fn(d, |j, _| x.column(j).mean());
+        let mut xc = x;
+        for j in 0..d {
+            let m = mu[j];
+            xc.column_mut(j).iter_mut().for_each(|v| *v -= m);
+        }
+        let sigma = xc.transpose() * &xc / ((n.max(2) - 1) as f64);
+        Self { mu, sigma, n }
+    }
+}
+
+/// √ of a symmetric positive semi-definite matrix (negative eigenvalues clamped to 0).
+fn sqrt_psd(m: &DMatrix<f64>) -> DMatrix<f64> {
+    let e = SymmetricEigen::new(m.clone());
+    let s = DMatrix::from_diagonal(&e.eigenvalues.map(|v| v.max(0.0).sqrt()));
+    &e.eigenvectors * s * e.eigenvectors.transpose()
+}
+
+/// Fréchet distance ‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^½). Tr((Σ₁Σ₂)^½) is computed as
+/// Σ √λ of the symmetric Σ₁^½ Σ₂ Σ₁^½, which has the same eigenvalues and is stable.
+pub fn frechet_distance(a: &Stats, b: &Stats) -> f64 {
+    let diff = &a.mu - &b.mu;
+    let s1 = sqrt_psd(&a.sigma);
+    let m = &s1 * &b.sigma * &s1;
+    let m = (&m + m.transpose()) * 0.5;
+    let tr_sqrt: f64 = SymmetricEigen::new(m).eigenvalues.iter().map(|v| v.max(0.0).sqrt()).sum();
+    diff.dot(&diff) + a.sigma.trace() + b.sigma.trace() - 2.0 * tr_sqrt
+}
+
+/// Kernel Inception Distance: unbiased MMD² with the kernel (x·y/d + 1)³, averaged over
+/// `subsets` random subsets of `size` rows (seeded); returns (mean, std).
+pub fn kid(a: &[Vec<f32>], b: &[Vec<f32>], subsets: usize, size: usize, seed: u64) -> (f64, f64) {
+    use rand::seq::index::sample;
+    use rand::SeedableRng;
+    let m = size.min(a.len()).min(b.len());
+    if m < 2 {
+        return (f64::NAN, f64::NAN);
+    }
+    let d = a[0].len() as f64;
+    let k = |x: &[f32], y: &[f32]| -> f64 {
+        (x.iter().zip(y).map(|(p, q)| (*p as f64) * (*q as f64)).sum::<f64>() / d + 1.0).powi(3)
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let vals: Vec<f64> = (0..subsets.max(1))
+        .map(|_| {
+            let ia = sample(&mut rng, a.len(), m).into_vec();
+            let ib = sample(&mut rng, b.len(), m).into_vec();
+            let (mut xx, mut yy, mut xy) = (0.0, 0.0, 0.0);
+            for i in 0..m {
+                for j in 0..m {
+                    if i != j {
+                        xx += k(&a[ia[i]], &a[ia[j]]);
+                        yy += k(&b[ib[i]], &b[ib[j]]);
+                    }
+                    xy += k(&a[ia[i]], &b[ib[j]]);
+                }
+            }
+            let mf = m as f64;
+            (xx + yy) / (mf * (mf - 1.0)) - 2.0 * xy / (mf * mf)
+        })
+        .collect();
+    let mean = vals.iter().sum::<f64>() / vals.len() as f64;
+    let var = vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / vals.len() as f64;
+    (mean, var.sqrt())
+}
+
+/// Fraction of the `codebook_size` codes that occur, and the perplexity exp(H) of their
+/// empirical distribution.
+pub fn codebook_usage(indices: &[i64], codebook_size: usize) -> (f64, f64) {
+    let mut counts = std::collections::HashMap::<i64, usize>::new();
+    for &i in indices {
+        *counts.entry(i).or_default() += 1;
+    }
+    let n = indices.len().max(1) as f64;
+    let h: f64 = counts
+        .values()
+        .map(|&c| {
+            let p = c as f64 / n;
+            -p * p.ln()
+        })
+        .sum();
+    (counts.len() as f64 / codebook_size as f64, h.exp())
+}

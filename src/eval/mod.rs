@@ -1,0 +1,299 @@
+//! Evaluation runs: reconstruction quality over kept counts K (PSNR, SSIM, LPIPS, rFID,
+//! codebook usage), generation quality (gFID, KID), and linear probing of frozen features.
+pub mod inception;
+pub mod metrics;
+pub mod plot;
+pub mod probe;
+
+use crate::eval::inception::{InceptionV3, InputRange};
+use crate::eval::metrics::{codebook_usage, frechet_distance, psnr, ssim, Stats};
+use crate::io::data::{Augment, Batch, Loader, Source};
+use crate::io::image::{merge_map, save_png, tensor_to_rgb};
+use crate::io::weights::Weights;
+use crate::loss::lpips::Lpips;
+use crate::tokenizer::Tokenizer;
+use anyhow::{anyhow, bail, Result};
+use burn::prelude::*;
+use serde::Serialize;
+use std::path::Path;
+use std::sync::Arc;
+
+pub const INCEPTION_WEIGHTS: &str = "weights/inception_fid.safetensors";
+pub const LPIPS_WEIGHTS: &str = "weights/lpips_vgg16.safetensors";
+
+/// Opens a weights file that `scripts/fetch-weights.sh` provides, with a message naming it.
+fn fetched(path: &Path, what: &str, device: &Device) -> Result<Weights> {
+    if !path.exists() {
+        bail!("{what} weights {} are missing: run scripts/fetch-weights.sh", path.display());
+    }
+    Weights::open(path, false, device)
+}
+
+pub fn load_inception(path: &Path, device: &Device) -> Result<InceptionV3> {
+    let w = fetched(path, "FID InceptionV3", device)?;
+    let net = InceptionV3::load(&w, InputRange::Tf)?;
+    w.finish(&[])?;
+    Ok(net)
+}
+
+pub fn load_lpips(path: &Path, device: &Device) -> Result<Lpips> {
+    let w = fetched(path, "LPIPS VGG16", device)?;
+    let net = Lpips::load(&w, "")?;
+    w.finish(&[])?;
+    Ok(net)
+}
+
+/// Mean per-image PSNR (dB, 0–255 scale) of `model`'s reconstructions of the first `n` images,
+/// read batch by batch from `batch(k)`.
+pub fn mean_psnr(model: &Tokenizer, batch: impl Fn(usize) -> Batch, n: usize, device: &Device) -> Result<f64> {
+    let res = model.cfg.ddconfig.resolution;
+    let (mut sum, mut count) = (0.0, 0usize);
+    let mut k = 0;
+    while count < n {
+        let b = batch(k);
+        k += 1;
+        if b.size == 0 {
+            break;
+        }
+        let take = b.size.min(n - count);
+        let x = Tensor::<4>::from_data(
+            TensorData::new(b.images[..take * 3 * res * res].to_vec(), [take, 3, res, res]),
+            device,
+        );
+        let t = model.encode(x.clone())?;
+        let rec = model.decode(t.quantized, &t.group);
+        for i in 0..take {
+            let a = tensor_to_rgb(x.clone().narrow(0, i, 1).reshape([3, res, res]));
+            let r = tensor_to_rgb(rec.clone().narrow(0, i, 1).reshape([3, res, res]));
+            sum += psnr(&a, &r).min(100.0);
+        }
+        count += take;
+    }
+    Ok(if count == 0 { f64::NAN } else { sum / count as f64 })
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ReconReport {
+    pub keep: usize,
+    pub images: usize,
+    pub psnr: f64,
+    pub ssim: f64,
+    pub lpips: Option<f64>,
+    pub rfid: Option<f64>,
+    pub codebook_usage: f64,
+    pub perplexity: f64,
+}
+
+/// Inception features of images [B, 3, R, R] in [-1, 1].
+fn inception_features(net: &InceptionV3, x: Tensor<4>) -> Vec<Vec<f32>> {
+    let f = net.features((x + 1.0) / 2.0);
+    let [b, d] = f.dims();
+    let v: Vec<f32> = f.into_data().convert::<f32>().try_into_vec().expect("f32");
+    (0..b).map(|i| v[i * d..(i + 1) * d].to_vec()).collect()
+}
+
+/// Reconstructs the first `n` images of `source` at every kept count in `keeps`; writes a
+/// PNG grid (inputs, then per K the reconstructions and merge maps of 8 images) to `grid`.
+#[allow(clippy::too_many_arguments)]
+pub fn eval_recon(
+    tok: &mut Tokenizer,
+    source: Arc<dyn Source>,
+    n: usize,
+    keeps: &[usize],
+    batch: usize,
+    lpips: Option<&Lpips>,
+    inception: Option<&InceptionV3>,
+    grid: &Path,
+    progress: &dyn Fn(u64),
+) -> Result<Vec<ReconReport>> {
+    let device = tok.device();
+    let res = tok.cfg.ddconfig.resolution;
+    let aug = Augment { resolution: res as u32, random_crop: false, flip: false, pad: true };
+    let loader = Loader {
+        source: source.clone(),
+        augment: aug.clone(),
+        strong: aug,
+        batch,
+        seed: 0,
+        skipped: Default::default(),
+    };
+    let n = n.min(source.len());
+    let mut batches: Vec<Batch> =
+        (0..n.div_ceil(batch)).map(|k| loader.batch_in_order(k)).filter(|b| b.size > 0).collect();
+    // Exactly n images: trim the last batch.
+    let total: usize = batches.iter().map(|b| b.size).sum();
+    if let Some(last) = batches.last_mut().filter(|_| total > n) {
+        let keep = last.size - (total - n);
+        last.images.truncate(keep * 3 * res * res);
+        last.labels.truncate(keep);
+        last.indices.truncate(keep);
+        last.size = keep;
+    }
+    let tensor = |b: &Batch| Tensor::<4>::from_data(TensorData::new(b.images.clone(), [b.size, 3, res, res]), &device);
+    let real_stats = match inception {
+        Some(net) => Some(Stats::from_features(
+            &batches.iter().flat_map(|b| inception_features(net, tensor(b))).collect::<Vec<_>>(),
+        )),
+        None => None,
+    };
+    let side = tok.cfg.embed_res();
+    let show = batches.first().map(|b| b.size.min(8)).unwrap_or(0);
+    let r = res as u32;
+    let mut canvas = image::RgbImage::new(r * show as u32, r * (1 + 2 * keeps.len() as u32));
+    let mut out = Vec::new();
+    for (ki, &k) in keeps.iter().enumerate() {
+        tok.set_keep(k)?;
+        let (mut ps, mut ss, mut lp, mut count) = (0.0, 0.0, 0.0, 0usize);
+        let mut feats = Vec::new();
+        let mut codes = Vec::new();
+        for (bi, b) in batches.iter().enumerate() {
+            let x = tensor(b);
+            let t = tok.encode(x.clone())?;
+            codes.extend_from_slice(&t.indices);
+            let rec = tok.decode(t.quantized, &t.group).clamp(-1.0, 1.0);
+            if let Some(net) = lpips {
+                let d: f32 = net.forward(x.clone(), rec.clone()).sum().into_scalar();
+                lp += d as f64;
+            }
+            if let Some(net) = inception {
+                feats.extend(inception_features(net, rec.clone()));
+            }
+            for i in 0..b.size {
+                let a = tensor_to_rgb(x.clone().narrow(0, i, 1).reshape([3, res, res]));
+                let o = tensor_to_rgb(rec.clone().narrow(0, i, 1).reshape([3, res, res]));
+                ps += psnr(&a, &o).min(100.0);
+                ss += ssim(&a, &o);
+                if bi == 0 && i < show {
+                    let xo = (i as u32 * r) as i64;
+                    if ki == 0 {
+                        image::imageops::overlay(&mut canvas, &a, xo, 0);
+                    }
+                    image::imageops::overlay(&mut canvas, &o, xo, ((1 + 2 * ki) as u32 * r) as i64);
+                    image::imageops::overlay(
+                        &mut canvas,
+                        &merge_map(&a, &t.group[i], side),
+                        xo,
+                        ((2 + 2 * ki) as u32 * r) as i64,
+                    );
+                }
+            }
+            count += b.size;
+            progress(b.size as u64);
+        }
+        let (usage, perplexity) = codebook_usage(&codes, 1usize << tok.cfg.embed_dim.min(40));
+        let rfid = real_stats.as_ref().map(|s| frechet_distance(s, &Stats::from_features(&feats)));
+        let c = count.max(1) as f64;
+        out.push(ReconReport {
+            keep: k,
+            images: count,
+            psnr: ps / c,
+            ssim: ss / c,
+            lpips: lpips.map(|_| lp / c),
+            rfid,
+            codebook_usage: usage,
+            perplexity,
+        });
+    }
+    save_png(&canvas, grid)?;
+    Ok(out)
+}
+
+/// Inception features of every image in `source` (resized to 299² inside the network).
+pub fn features_of(
+    net: &InceptionV3,
+    source: &dyn Source,
+    batch: usize,
+    device: &Device,
+    progress: &dyn Fn(u64),
+) -> Result<Vec<Vec<f32>>> {
+    let mut out = Vec::new();
+    let mut pending: Vec<f32> = Vec::new();
+    let mut size = None;
+    let mut count = 0;
+    let flush = |pending: &mut Vec<f32>, count: &mut usize, size: (u32, u32), out: &mut Vec<Vec<f32>>| {
+        if *count == 0 {
+            return;
+        }
+        let (w, h) = (size.0 as usize, size.1 as usize);
+        let x = Tensor::<4>::from_data(TensorData::new(std::mem::take(pending), [*count, 3, h, w]), device);
+        out.extend(inception_features(net, x * 2.0 - 1.0));
+        progress(*count as u64);
+        *count = 0;
+    };
+    for i in 0..source.len() {
+        let img = match source.get(i) {
+            Ok((img, _)) => img,
+            Err(e) => {
+                eprintln!("warning: skipping unreadable image {}: {e:#}", source.name(i));
+                continue;
+            }
+        };
+        let dims = img.dimensions();
+        if size.is_some_and(|s| s != dims) {
+            bail!(
+                "images of different sizes in one set ({} is {}×{}, earlier ones {:?}); resize them first",
+                source.name(i),
+                dims.0,
+                dims.1,
+                size.unwrap()
+            );
+        }
+        size = Some(dims);
+        let (w, h) = dims;
+        let mut px = vec![0f32; 3 * (w * h) as usize];
+        for (x, y, p) in img.enumerate_pixels() {
+            for c in 0..3 {
+                px[c * (w * h) as usize + (y * w + x) as usize] = p[c] as f32 / 255.0;
+            }
+        }
+        pending.extend(px);
+        count += 1;
+        if count == batch {
+            flush(&mut pending, &mut count, dims, &mut out);
+        }
+    }
+    if let Some(s) = size {
+        flush(&mut pending, &mut count, s, &mut out);
+    }
+    if out.is_empty() {
+        bail!("no readable images");
+    }
+    Ok(out)
+}
+
+/// Writes FID reference statistics (mu, sigma) and the features themselves (for KID).
+pub fn save_stats(path: &Path, feats: &[Vec<f32>]) -> Result<()> {
+    let s = Stats::from_features(feats);
+    let d = s.mu.len();
+    let mut m = std::collections::BTreeMap::new();
+    m.insert(
+        "mu".to_string(),
+        crate::io::weights::HostTensor { shape: vec![d], data: s.mu.iter().map(|&v| v as f32).collect() },
+    );
+    m.insert(
+        "sigma".to_string(),
+        crate::io::weights::HostTensor { shape: vec![d, d], data: s.sigma.iter().map(|&v| v as f32).collect() },
+    );
+    m.insert(
+        "features".to_string(),
+        crate::io::weights::HostTensor { shape: vec![feats.len(), d], data: feats.concat() },
+    );
+    crate::io::weights::write_safetensors(path, &m)
+}
+
+/// Reads statistics written by `save_stats`: (stats, features).
+pub fn load_stats(path: &Path) -> Result<(Stats, Vec<Vec<f32>>)> {
+    let m = crate::io::weights::read_safetensors(path)?;
+    let get = |k: &str| m.get(k).ok_or_else(|| anyhow!("{} has no `{k}` (not a mergevq stats file)", path.display()));
+    let f = get("features")?;
+    let d = f.shape[1];
+    let feats: Vec<Vec<f32>> = f.data.chunks(d).map(|c| c.to_vec()).collect();
+    let mu = get("mu")?;
+    let sigma = get("sigma")?;
+    let s = Stats {
+        mu: nalgebra::DVector::from_iterator(d, mu.data.iter().map(|&v| v as f64)),
+        sigma: nalgebra::DMatrix::from_iterator(d, d, sigma.data.iter().map(|&v| v as f64)),
+        n: feats.len(),
+    };
+    Ok((s, feats))
+}

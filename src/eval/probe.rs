@@ -1,0 +1,134 @@
+//! Linear probing (the MAE protocol): frozen features, a parameter-free BatchNorm
+//! (standardisation with the training set's statistics) and one linear layer trained with
+//! AdamW and a cosine schedule; reports top-1 accuracy.
+use crate::io::data::{Augment, Loader, Source};
+use crate::tokenizer::Tokenizer;
+use crate::train::optim::{Adam, Schedule};
+use anyhow::{bail, Result};
+use burn::module::Param;
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use std::sync::Arc;
+
+/// Features of one split: [CLS] and mean-pooled merged tokens per image, and labels.
+pub struct Features {
+    pub cls: Vec<Vec<f32>>,
+    pub pooled: Vec<Vec<f32>>,
+    pub labels: Vec<usize>,
+}
+
+pub fn extract(
+    tok: &Tokenizer,
+    source: Arc<dyn Source>,
+    n: usize,
+    batch: usize,
+    progress: &dyn Fn(u64),
+) -> Result<Features> {
+    let device = tok.device();
+    let res = tok.cfg.ddconfig.resolution;
+    let aug = Augment { resolution: res as u32, random_crop: false, flip: false, pad: true };
+    let loader = Loader {
+        source: source.clone(),
+        augment: aug.clone(),
+        strong: aug,
+        batch,
+        seed: 0,
+        skipped: Default::default(),
+    };
+    let n = n.min(source.len());
+    let mut f = Features { cls: vec![], pooled: vec![], labels: vec![] };
+    let rows = |t: Tensor<2>| -> Vec<Vec<f32>> {
+        let [b, d] = t.dims();
+        let v: Vec<f32> = t.into_data().convert::<f32>().try_into_vec().expect("f32");
+        (0..b).map(|i| v[i * d..(i + 1) * d].to_vec()).collect()
+    };
+    for k in 0..n.div_ceil(batch) {
+        let b = loader.batch_in_order(k);
+        if b.size == 0 {
+            continue;
+        }
+        let x = Tensor::<4>::from_data(TensorData::new(b.images, [b.size, 3, res, res]), &device);
+        let (c, p) = tok.encoder.probe_features(x, &tok.plan)?;
+        f.cls.extend(rows(c));
+        f.pooled.extend(rows(p));
+        f.labels.extend(b.labels);
+        progress(b.size as u64);
+    }
+    f.cls.truncate(n);
+    f.pooled.truncate(n);
+    f.labels.truncate(n);
+    Ok(f)
+}
+
+#[derive(Module, Debug)]
+struct Head {
+    weight: Param<Tensor<2>>,
+    bias: Param<Tensor<1>>,
+}
+
+/// Trains the probe on (train_x, train_y) and returns top-1 accuracy on (val_x, val_y).
+pub fn linear_probe(
+    train_x: &[Vec<f32>],
+    train_y: &[usize],
+    val_x: &[Vec<f32>],
+    val_y: &[usize],
+    classes: usize,
+    epochs: usize,
+    lr: f64,
+    seed: u64,
+) -> Result<f64> {
+    if train_x.is_empty() || val_x.is_empty() {
+        bail!("linear probing needs training and validation images");
+    }
+    let d = train_x[0].len();
+    let n = train_x.len() as f64;
+    let mean: Vec<f64> = (0..d).map(|j| train_x.iter().map(|r| r[j] as f64).sum::<f64>() / n).collect();
+    let std: Vec<f64> = (0..d)
+        .map(|j| (train_x.iter().map(|r| (r[j] as f64 - mean[j]).powi(2)).sum::<f64>() / n + 1e-6).sqrt())
+        .collect();
+    let norm = |rows: &[Vec<f32>]| -> Vec<f32> {
+        rows.iter()
+            .flat_map(|r| (0..d).map(|j| ((r[j] as f64 - mean[j]) / std[j]) as f32).collect::<Vec<_>>())
+            .collect()
+    };
+    let (tx, vx) = (norm(train_x), norm(val_x));
+    let device = crate::device().autodiff();
+    let mut head = Head {
+        weight: Param::from_data(TensorData::new(vec![0f32; classes * d], [d, classes]), &device),
+        bias: Param::from_data(TensorData::new(vec![0f32; classes], [classes]), &device),
+    };
+    let mut opt = Adam::new((0.9, 0.999), 0.0, true);
+    let batch = 256.min(train_x.len());
+    let steps_per_epoch = train_x.len().div_ceil(batch);
+    let total = epochs * steps_per_epoch;
+    let schedule = Schedule::WarmupCosine { warmup: steps_per_epoch, min_lr: 0.0 };
+    let mut order: Vec<usize> = (0..train_x.len()).collect();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut step = 0;
+    for _ in 0..epochs {
+        order.shuffle(&mut rng);
+        for chunk in order.chunks(batch) {
+            let b = chunk.len();
+            let x: Vec<f32> = chunk.iter().flat_map(|&i| tx[i * d..(i + 1) * d].iter().copied()).collect();
+            let x = Tensor::<2>::from_data(TensorData::new(x, [b, d]), &device);
+            let y = crate::nn::one_hot(&chunk.iter().map(|&i| train_y[i]).collect::<Vec<_>>(), classes, &device);
+            let logits = x.matmul(head.weight.val()) + head.bias.val().unsqueeze();
+            let loss = (log_softmax(logits, 1) * y).sum().neg() / b as f64;
+            let mut grads = GradientsParams::from_grads(loss.backward(), &head);
+            head = opt.step(head, &mut grads, schedule.lr(lr, step, total), 1.0);
+            step += 1;
+        }
+    }
+    let x = Tensor::<2>::from_data(TensorData::new(vx, [val_x.len(), d]), &device);
+    let pred: Vec<i64> = (x.matmul(head.weight.val()) + head.bias.val().unsqueeze())
+        .argmax(1)
+        .into_data()
+        .convert::<i64>()
+        .try_into_vec()
+        .expect("i64");
+    let correct = pred.iter().zip(val_y).filter(|(p, y)| **p as usize == **y).count();
+    Ok(correct as f64 / val_y.len() as f64)
+}

@@ -1,0 +1,126 @@
+//! Images in and out: decode PNG/JPEG into [-1, 1] tensors, write PNGs, draw merge maps.
+use anyhow::{anyhow, bail, Context, Result};
+use burn::prelude::*;
+use image::{imageops::FilterType, RgbImage};
+use std::path::Path;
+
+/// Reads an image as [1, 3, R, R] in [-1, 1]. Images of another size are resized (shorter
+/// side to R, bicubic) and centre-cropped; the returned note says so.
+pub fn load_image(path: &Path, resolution: usize, device: &Device) -> Result<(Tensor<4>, Option<String>)> {
+    if !path.exists() {
+        bail!("image {} does not exist", path.display());
+    }
+    let img = image::ImageReader::open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?
+        .with_guessed_format()?
+        .decode()
+        .map_err(|e| anyhow!("{} is not a readable image: {e}", path.display()))?
+        .to_rgb8();
+    let (w, h) = img.dimensions();
+    let r = resolution as u32;
+    let (img, note) = if w == r && h == r {
+        (img, None)
+    } else {
+        (
+            resize_crop(&img, r),
+            Some(format!("{} is {w}×{h}: resized (shorter side) and centre-cropped to {r}×{r}", path.display())),
+        )
+    };
+    Ok((rgb_to_tensor(&img, device), note))
+}
+
+/// Resizes the shorter side to `r` and centre-crops to r×r.
+pub fn resize_crop(img: &RgbImage, r: u32) -> RgbImage {
+    let resized = resize_shorter(img, r, FilterType::CatmullRom);
+    let (nw, nh) = resized.dimensions();
+    image::imageops::crop_imm(&resized, (nw - r) / 2, (nh - r) / 2, r, r).to_image()
+}
+
+/// Resizes so that the shorter side is `r` (both sides ≥ r), keeping the aspect ratio.
+pub fn resize_shorter(img: &RgbImage, r: u32, filter: FilterType) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let s = r as f64 / w.min(h) as f64;
+    let (nw, nh) = (((w as f64 * s).round() as u32).max(r), ((h as f64 * s).round() as u32).max(r));
+    if (nw, nh) == (w, h) {
+        img.clone()
+    } else {
+        image::imageops::resize(img, nw, nh, filter)
+    }
+}
+
+pub fn rgb_to_tensor(img: &RgbImage, device: &Device) -> Tensor<4> {
+    let (w, h) = img.dimensions();
+    let (w, h) = (w as usize, h as usize);
+    let mut data = vec![0f32; 3 * h * w];
+    for (x, y, p) in img.enumerate_pixels() {
+        for c in 0..3 {
+            data[c * h * w + y as usize * w + x as usize] = p[c] as f32 / 127.5 - 1.0;
+        }
+    }
+    Tensor::from_data(TensorData::new(data, [1, 3, h, w]), device)
+}
+
+/// [3, H, W] in [-1, 1] → an RGB image (values clamped).
+pub fn tensor_to_rgb(t: Tensor<3>) -> RgbImage {
+    let [c, h, w] = t.dims();
+    assert_eq!(c, 3, "RGB images have 3 channels");
+    let v: Vec<f32> = t.into_data().convert::<f32>().try_into_vec().expect("f32");
+    RgbImage::from_fn(w as u32, h as u32, |x, y| {
+        let px =
+            |ch: usize| (((v[ch * h * w + y as usize * w + x as usize] + 1.0) * 127.5).round().clamp(0.0, 255.0)) as u8;
+        image::Rgb([px(0), px(1), px(2)])
+    })
+}
+
+pub fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
+    let mut buf = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut buf), image::ImageFormat::Png)?;
+    crate::io::weights::atomic_write(path, &buf)
+}
+
+/// A distinct colour for group `g` (golden-angle hue steps).
+fn colour(g: usize) -> [f32; 3] {
+    let hue = (g as f32 * 137.508) % 360.0;
+    let (s, v) = (0.75, 0.95);
+    let c = v * s;
+    let x = c * (1.0 - ((hue / 60.0) % 2.0 - 1.0).abs());
+    let (r, gg, b) = match (hue / 60.0) as u32 {
+        0 => (c, x, 0.0),
+        1 => (x, c, 0.0),
+        2 => (0.0, c, x),
+        3 => (0.0, x, c),
+        4 => (x, 0.0, c),
+        _ => (c, 0.0, x),
+    };
+    let m = v - c;
+    [(r + m) * 255.0, (gg + m) * 255.0, (b + m) * 255.0]
+}
+
+/// Draws every kept token's group in its own colour over the image, with dark borders
+/// between groups. `group` has L = side² entries (row-major token grid).
+pub fn merge_map(img: &RgbImage, group: &[usize], side: usize) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let cell = |x: u32, y: u32| group[(y as usize * side / h as usize) * side + x as usize * side / w as usize];
+    RgbImage::from_fn(w, h, |x, y| {
+        let g = cell(x, y);
+        let edge = (x + 1 < w && cell(x + 1, y) != g) || (y + 1 < h && cell(x, y + 1) != g);
+        let p = img.get_pixel(x, y);
+        let c = colour(g);
+        let mix = |i: usize| {
+            let v = 0.45 * p[i] as f32 + 0.55 * c[i];
+            (if edge { v * 0.35 } else { v }) as u8
+        };
+        image::Rgb([mix(0), mix(1), mix(2)])
+    })
+}
+
+/// PSNR in dB of two images in [-1, 1] (computed on the 0–255 scale).
+pub fn psnr(a: &RgbImage, b: &RgbImage) -> f64 {
+    let mse: f64 = a.as_raw().iter().zip(b.as_raw()).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum::<f64>()
+        / a.as_raw().len() as f64;
+    if mse == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (255.0f64 * 255.0 / mse).log10()
+    }
+}

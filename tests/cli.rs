@@ -1,36 +1,10 @@
 //! The binary end to end: reconstruct / encode / decode / parity, and bad input giving one
 //! clear error line and a non-zero exit, never a panic.
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mergevq"))
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mergevq-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("run mergevq")
-}
-
-/// A failure with one `error:` line on stderr and no panic.
-fn assert_clean_error(out: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, got success; stderr: {err}");
-    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
-    assert!(!err.contains("panicked"), "panic: {err}");
-    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(lines.len(), 1, "one error line expected: {err}");
-    assert!(lines[0].contains(needle), "error line `{}` should mention `{needle}`", lines[0]);
-}
+use common::{assert_clean_error, golden_dir, root, run, tiny_tokenizer, tmp};
+use std::path::Path;
+use std::process::Command;
 
 fn write_image(path: &Path, w: u32, h: u32) {
     let img = image::RgbImage::from_fn(w, h, |x, y| {
@@ -39,25 +13,10 @@ fn write_image(path: &Path, w: u32, h: u32) {
     img.save(path).unwrap();
 }
 
-fn tiny_weights(dir: &Path) -> PathBuf {
-    let w = dir.join("tiny.safetensors");
-    let out = run(&[
-        "init",
-        "--config",
-        root().join("configs/tiny_32.toml").to_str().unwrap(),
-        "-o",
-        w.to_str().unwrap(),
-        "--seed",
-        "1",
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    w
-}
-
 #[test]
 fn reconstruct_encode_decode_round_trip() {
     let d = tmp("roundtrip");
-    let w = tiny_weights(&d);
+    let w = tiny_tokenizer(&d, 1);
     let cfg = root().join("configs/tiny_32.toml");
     let img = d.join("a.png");
     write_image(&img, 32, 32);
@@ -136,7 +95,7 @@ fn reconstruct_encode_decode_round_trip() {
 #[test]
 fn bad_inputs_give_one_clear_error() {
     let d = tmp("bad");
-    let w = tiny_weights(&d);
+    let w = tiny_tokenizer(&d, 1);
     let cfg = root().join("configs/tiny_32.toml");
     let (cfg_s, w_s) = (cfg.to_str().unwrap(), w.to_str().unwrap());
     let out_dir = d.join("o");
@@ -237,7 +196,7 @@ fn bad_inputs_give_one_clear_error() {
 #[test]
 fn lightning_checkpoints_load_with_and_without_ema() {
     let d = tmp("ckpt");
-    let w = tiny_weights(&d);
+    let w = tiny_tokenizer(&d, 1);
     let script = root().join("scripts/make_ckpt.py");
     let ckpt = d.join("m.ckpt");
     let bad = d.join("bad.ckpt");
@@ -301,7 +260,7 @@ fn lightning_checkpoints_load_with_and_without_ema() {
 
 #[test]
 fn parity_command_reports_each_case() {
-    let g = std::env::var_os("MERGEVQ_GOLDEN").map(PathBuf::from).unwrap_or_else(|| root().join("../shared/golden"));
+    let g = golden_dir();
     let out = run(&["parity", g.join("lfq").to_str().unwrap(), g.join("token_unmerge").to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");

@@ -1,37 +1,13 @@
 //! Evaluation commands end to end, and the FID network on real images.
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mergevq")).current_dir(root()).args(args).output().unwrap()
-}
-
-fn ok(out: Output) -> String {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mergevq-eval-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn tokenizer(d: &Path) -> PathBuf {
-    let w = d.join("tok.safetensors");
-    ok(run(&["init", "--config", "configs/tiny_32.toml", "-o", w.to_str().unwrap()]));
-    w
-}
+use common::{ok, run, tiny_tokenizer, tmp};
+use std::path::Path;
 
 #[test]
 fn eval_recon_and_probe() {
     let d = tmp("recon");
-    let w = tokenizer(&d);
+    let w = tiny_tokenizer(&d, 0);
     let out = d.join("report");
     let s = ok(run(&[
         "eval-recon",

@@ -1,4 +1,6 @@
 //! Loss functions against hand-computed values and naive formulas.
+mod common;
+
 use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, softmax};
 use mergevq::loss::gan::{hinge_d_loss, hinge_g_loss, non_saturating_g_loss, LeCam};
@@ -52,7 +54,7 @@ fn lfq_codebook_entropy_gradient_equals_the_naive_gradient() {
     let grad_of = |f: &dyn Fn(Tensor<4>) -> Tensor<1>| -> Vec<f32> {
         let z = z0.clone().detach().require_grad();
         let g = z.grad(&f(z.clone()).backward()).expect("gradient");
-        g.into_data().convert::<f32>().into_vec().unwrap()
+        g.into_data().convert::<f32>().try_into_vec::<f32>().unwrap()
     };
     let ours = grad_of(&|z| Lfq::new(d).losses(z).codebook_entropy);
     let naive = grad_of(&|z| {
@@ -121,7 +123,7 @@ fn lpips_real_weights_rank_distances() {
     let w = mergevq::io::weights::Weights::open(&path, false, &device).unwrap();
     let net = mergevq::loss::lpips::Lpips::load(&w, "").unwrap();
     w.finish(&[]).unwrap();
-    let photo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/rocket.jpg");
+    let photo = common::root().join("assets/rocket.jpg");
     let (x, _) = mergevq::io::image::load_image(&photo, 64, &device).unwrap();
     let noise = Tensor::<4>::random([1, 3, 64, 64], burn::tensor::Distribution::Normal(0.0, 0.02), &device);
     let flipped = x.clone().flip([3]);

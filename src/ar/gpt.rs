@@ -3,6 +3,7 @@
 //! embeddings and heads (the code splits into a low "pre" part and a high "post" part, predicted
 //! one after the other by small factorized blocks), a class token with a null class for CFG, and
 //! an optional merge-instruction token for MergeAR.
+use crate::ar::kv_cache::{Attend, KvCache};
 use crate::io::weights::{Init, Weights};
 use crate::nn::{attention, join, silu, Linear};
 use anyhow::{bail, Result};
@@ -59,7 +60,7 @@ impl GptConfig {
         if g * g != self.block_size {
             bail!("block_size {} is not a square", self.block_size);
         }
-        if self.dim % self.n_head != 0 || (self.dim / self.n_head) % 4 != 0 {
+        if !self.dim.is_multiple_of(self.n_head) || !(self.dim / self.n_head).is_multiple_of(4) {
             bail!("dim {} must split into {} heads of a multiple of 4 (2-D RoPE)", self.dim, self.n_head);
         }
         if self.factorized_bits.iter().any(|&b| b == 0 || b > 20) {
@@ -139,13 +140,6 @@ impl Rope {
     }
 }
 
-/// A KV cache of one attention layer: keys/values [B, H, n, hd] of the kept entries.
-#[derive(Clone, Debug)]
-pub struct LayerCache {
-    pub k: Option<Tensor<4>>,
-    pub v: Option<Tensor<4>>,
-}
-
 #[derive(Module, Debug)]
 pub struct Attention {
     pub wqkv: Linear,
@@ -184,16 +178,16 @@ impl Block {
         })
     }
 
-    /// x [B, n, D] with the rotations `cs` of its positions (`Rope::rows`); attends to the
-    /// cache (if any, after appending this chunk) or to x itself under `bias` (additive mask
-    /// [n, n] or [B, 1, n, n]).
+    /// x [B, n, D] with the rotations `cs` of its positions (`Rope::rows`); attends to x itself
+    /// under `bias` (additive mask [n, n] or [B, 1, n, n]), or with `cache` (the cache and this
+    /// block's layer index) to what the cache holds after appending this chunk, under its mask.
     fn forward(
         &self,
         x: Tensor<3>,
         rope: &Rope,
         cs: &(Tensor<4>, Tensor<4>),
         bias: Option<Tensor<4>>,
-        cache: Option<&mut LayerCache>,
+        cache: Option<(&mut dyn KvCache, usize)>,
     ) -> Tensor<3> {
         let [b, n, d] = x.dims();
         let h = self.attention.heads;
@@ -202,21 +196,9 @@ impl Block {
         let q = rope.apply(qkv.clone().narrow(2, 0, d).reshape([b, n, h, hd]), cs).swap_dims(1, 2);
         let k = rope.apply(qkv.clone().narrow(2, d, d).reshape([b, n, h, hd]), cs).swap_dims(1, 2);
         let v = qkv.narrow(2, 2 * d, d).reshape([b, n, h, hd]).swap_dims(1, 2);
-        let (k, v) = match cache {
-            Some(c) => {
-                let k = match c.k.take() {
-                    Some(old) => Tensor::cat(vec![old, k], 2),
-                    None => k,
-                };
-                let v = match c.v.take() {
-                    Some(old) => Tensor::cat(vec![old, v], 2),
-                    None => v,
-                };
-                c.k = Some(k.clone());
-                c.v = Some(v.clone());
-                (k, v)
-            }
-            None => (k, v),
+        let Attend { k, v, bias } = match cache {
+            Some((c, layer)) => c.append(layer, k, v),
+            None => Attend { k, v, bias },
         };
         let a = attention(q, k, v, bias).swap_dims(1, 2).reshape([b, n, d]);
         let x = x + self.attention.wo.forward(a);
@@ -357,14 +339,13 @@ impl Gpt {
     }
 
     /// Incremental decoding: feeds embeddings x [B, n, D] at sequence positions `pos` through
-    /// the spatial blocks with the caches (one per block); returns the last hidden state.
-    pub fn step(&self, x: Tensor<3>, pos: &[usize], caches: &mut [LayerCache]) -> Tensor<3> {
+    /// the spatial blocks with the KV cache (layer i for block i); returns the last hidden state.
+    pub fn step(&self, x: Tensor<3>, pos: &[usize], cache: &mut dyn KvCache) -> Tensor<3> {
         let mut h = x;
         let n = pos.len();
-        let bias = (n > 1).then(|| causal_bias(n, &h.device()));
         let cs = self.rope.rows(pos, &h.device());
-        for (blk, c) in self.spatial_blocks.iter().zip(caches.iter_mut()) {
-            h = blk.forward(h, &self.rope, &cs, bias.clone(), Some(c));
+        for (layer, blk) in self.spatial_blocks.iter().enumerate() {
+            h = blk.forward(h, &self.rope, &cs, None, Some((&mut *cache, layer)));
         }
         let [b, _, d] = h.dims();
         h.narrow(1, n - 1, 1).reshape([b, 1, d])

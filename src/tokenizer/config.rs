@@ -1,5 +1,6 @@
 //! Tokenizer configuration: the reference's `ddconfig` fields, as TOML, or read from the
 //! official YAML configs (`model.init_args.{ddconfig, n_embed, embed_dim, k2lconfig}`).
+use super::tome::CandDistribution;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -40,7 +41,7 @@ pub struct DdConfig {
     #[serde(default)]
     pub merge_ratio: Option<i64>,
     #[serde(default)]
-    pub cand_distribution: Option<String>,
+    pub cand_distribution: Option<CandDistribution>,
     #[serde(default)]
     pub dist_head: Option<FlagOr<String>>,
     #[serde(default)]
@@ -145,11 +146,11 @@ impl TokenizerConfig {
             bail!("z_channels {} must equal embed_dim {} (LFQ quantizes every channel)", d.z_channels, self.embed_dim);
         }
         let down = 1usize << (d.ch_mult.len() - 1);
-        if d.resolution % down != 0 || d.resolution == 0 {
+        if !d.resolution.is_multiple_of(down) || d.resolution == 0 {
             bail!("resolution {} is not divisible by the downsampling factor {down}", d.resolution);
         }
         for m in &d.ch_mult {
-            if (d.ch * m) % 32 != 0 {
+            if !(d.ch * m).is_multiple_of(32) {
                 bail!("ch*ch_mult = {} is not divisible by 32 (GroupNorm(32))", d.ch * m);
             }
         }

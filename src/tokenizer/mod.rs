@@ -59,13 +59,7 @@ impl Tokenizer {
     pub fn load(w: &Weights, cfg: &TokenizerConfig) -> Result<Self> {
         cfg.validate()?;
         let d = &cfg.ddconfig;
-        let plan = KeepPlan::new(
-            cfg.embed_res(),
-            d.num_att_blocks,
-            d.merge_num,
-            d.merge_ratio,
-            d.cand_distribution.as_deref(),
-        )?;
+        let plan = KeepPlan::new(cfg.embed_res(), d.num_att_blocks, d.merge_num, d.merge_ratio, d.cand_distribution)?;
         let k = &cfg.k2lconfig;
         let recovery = if k.learn_source {
             let full = cfg.embed_res().pow(2);

@@ -2,7 +2,7 @@
 //! AdamW, warm-up + cosine (or step) schedule, clipping, label dropout for CFG, EMA,
 //! atomic checkpoints with resume — the same pieces as the tokenizer trainer.
 use super::checkpoint::Checkpoint;
-use super::config::{OptimConfig, RunConfig};
+use super::config::{OptimConfig, Optimizer, RunConfig};
 use super::optim::{flat_inner, global_norm, Adam, Ema};
 use crate::ar::gpt::{Gpt, GptConfig};
 use crate::ar::mergear::{first_of_group, mergear_bias};
@@ -24,8 +24,7 @@ use std::path::{Path, PathBuf};
 #[serde(deny_unknown_fields)]
 pub struct ArConfig {
     pub gpt: GptConfig,
-    /// "plain" (causal over the L raster tokens) or "mergear".
-    pub mode: String,
+    pub mode: ArMode,
     /// MergeAR recent window w.
     #[serde(default = "two")]
     pub window: usize,
@@ -37,6 +36,16 @@ pub struct ArConfig {
     #[serde(default)]
     pub optim: OptimConfig,
     pub run: RunConfig,
+}
+
+/// What the GPT learns to generate.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ArMode {
+    /// Causal attention over the L raster tokens.
+    Plain,
+    /// MergeAR (MergeVQ §4.1): the sparse mask over merged groups, conditioned on the kept count.
+    MergeAr,
 }
 
 fn two() -> usize {
@@ -61,15 +70,18 @@ impl ArConfig {
 
     pub fn validate(&self) -> Result<()> {
         self.gpt.validate()?;
-        match self.mode.as_str() {
-            "plain" if self.gpt.merge_tokens != 0 => bail!("plain AR takes gpt.merge_tokens = 0"),
-            "mergear" if self.gpt.merge_tokens == 0 => {
+        match self.mode {
+            ArMode::Plain if self.gpt.merge_tokens != 0 => bail!("plain AR takes gpt.merge_tokens = 0"),
+            ArMode::MergeAr if self.gpt.merge_tokens == 0 => {
                 bail!("MergeAR needs gpt.merge_tokens = the number of kept-count candidates")
             }
-            "plain" | "mergear" => {}
-            m => bail!("mode must be plain or mergear, got `{m}`"),
+            ArMode::Plain | ArMode::MergeAr => {}
         }
-        if !(self.optim.lr > 0.0) || self.batch_size == 0 || !(0.0..1.0).contains(&self.val_fraction) {
+        if self.optim.lr.is_nan()
+            || self.optim.lr <= 0.0
+            || self.batch_size == 0
+            || !(0.0..1.0).contains(&self.val_fraction)
+        {
             bail!("optim.lr > 0, batch_size ≥ 1 and val_fraction in [0, 1) are required");
         }
         Ok(())
@@ -115,7 +127,7 @@ impl ArTrainer {
         if data.classes > g.class_num {
             bail!("token set has {} classes, gpt.class_num is {}", data.classes, g.class_num);
         }
-        if cfg.mode == "mergear" && data.candidates.len() != g.merge_tokens {
+        if cfg.mode == ArMode::MergeAr && data.candidates.len() != g.merge_tokens {
             bail!(
                 "token set has {} kept-count candidates {:?}, gpt.merge_tokens is {}",
                 data.candidates.len(),
@@ -146,7 +158,7 @@ impl ArTrainer {
         let o = &cfg.optim;
         let mut me = Self {
             names: w.names(),
-            opt: Adam::new((o.betas[0], o.betas[1]), o.weight_decay, o.optimizer == "adamw"),
+            opt: Adam::new((o.betas[0], o.betas[1]), o.weight_decay, o.optimizer == Optimizer::AdamW),
             ema: Ema::new(o.ema),
             step: 0,
             device,
@@ -191,7 +203,7 @@ impl ArTrainer {
         let pre: Vec<i64> = codes.iter().map(|c| c & ((1 << a) - 1)).collect();
         let post: Vec<i64> = codes.iter().map(|c| c >> a).collect();
         let device = gpt.pre_emb.val().device();
-        let (merge, bias) = if self.cfg.mode == "mergear" {
+        let (merge, bias) = if self.cfg.mode == ArMode::MergeAr {
             let m: Vec<i64> = items.iter().map(|&i| self.data.merge_index(i) as i64).collect();
             let n = g.prefix() + l - 1;
             let masks: Vec<Tensor<4>> = items

@@ -2,7 +2,7 @@
 //! drawn from the candidates, reconstruction + LPIPS + adversarial + LFQ + alignment losses for
 //! the generator, hinge + LeCam for the discriminator, EMA, checkpoints and resume.
 use super::checkpoint::Checkpoint;
-use super::config::TrainConfig;
+use super::config::{AdvLoss, DataSource, Optimizer, Reconstruction, TrainConfig};
 use super::optim::{accumulate, flat_inner, global_norm, Adam, Ema};
 use crate::io::data::{check_readable, Augment, Batch, FashionMnist, ImageFolder, Loader, Source, FASHION_MNIST_DIR};
 use crate::io::image::{merge_map, save_png, tensor_to_rgb};
@@ -53,12 +53,12 @@ pub struct Summary {
 
 fn open_source(cfg: &TrainConfig, val: bool) -> Result<Arc<dyn Source>> {
     let d = &cfg.data;
-    Ok(match d.source.as_str() {
-        "fashion-mnist" => {
+    Ok(match d.source {
+        DataSource::FashionMnist => {
             let dir = d.path.clone().unwrap_or_else(|| PathBuf::from(FASHION_MNIST_DIR));
             Arc::new(FashionMnist::open(&dir, if val { "test" } else { "train" })?)
         }
-        _ => {
+        DataSource::Folder => {
             let p = if val { d.val_path.clone().or_else(|| d.path.clone()) } else { d.path.clone() };
             Arc::new(ImageFolder::open(&p.ok_or_else(|| anyhow!("data.path is required"))?)?)
         }
@@ -133,7 +133,7 @@ impl Trainer {
             None => None,
         };
         let o = &cfg.optim;
-        let adamw = o.optimizer == "adamw";
+        let adamw = o.optimizer == Optimizer::AdamW;
         let mut me = Self {
             device,
             disc,
@@ -207,7 +207,8 @@ impl Trainer {
             // The image losses: nll = reconstruction + perceptual, g = adversarial.
             let nll_of = |r: Tensor<4>| -> Vec<(&'static str, Tensor<1>, f64)> {
                 let diff = x.clone() - r.clone();
-                let rec_loss = if l.reconstruction == "l2" { diff.powi_scalar(2).mean() } else { diff.abs().mean() };
+                let rec_loss =
+                    if l.reconstruction == Reconstruction::L2 { diff.powi_scalar(2).mean() } else { diff.abs().mean() };
                 let mut t = vec![("rec", rec_loss, 1.0)];
                 if let Some(net) = &self.lpips {
                     t.push(("lpips", net.forward(x.clone(), r).mean(), l.perceptual_weight));
@@ -216,7 +217,7 @@ impl Trainer {
             };
             let g_of = |r: Tensor<4>| -> Tensor<1> {
                 let fake = self.disc.forward(r, true);
-                if l.gen_adv_loss == "hinge" {
+                if l.gen_adv_loss == AdvLoss::Hinge {
                     hinge_g_loss(fake)
                 } else {
                     non_saturating_g_loss(fake)
@@ -295,7 +296,7 @@ impl Trainer {
             if adversarial {
                 let real = self.disc.forward(x.detach(), true);
                 let fake = self.disc.forward(rec.detach(), true);
-                let mut d = if l.disc_loss == "hinge" {
+                let mut d = if l.disc_loss == AdvLoss::Hinge {
                     hinge_d_loss(real.clone(), fake.clone())
                 } else {
                     (burn::tensor::activation::softplus(real.clone().neg(), 1.0).mean()

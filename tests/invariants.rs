@@ -5,7 +5,9 @@ use burn::prelude::*;
 use common::root;
 use mergevq::tokenizer::config::TokenizerConfig;
 use mergevq::tokenizer::lfq::Lfq;
-use mergevq::tokenizer::tome::{bipartite_soft_matching, check_parse_r, parse_r, KeepPlan, RSpec, Tracking};
+use mergevq::tokenizer::tome::{
+    bipartite_soft_matching, check_parse_r, parse_r, CandDistribution, Distribution, KeepPlan, RSpec, Tracking,
+};
 use mergevq::tokenizer::Tokenizer;
 
 fn config(name: &str) -> TokenizerConfig {
@@ -147,4 +149,16 @@ fn official_gr_yaml_keeps_144_groups() {
     assert_eq!(groups.len(), 144);
     let rec = tok.decode(t.quantized, &t.group);
     assert_eq!(rec.dims(), [1, 3, 256, 256]);
+}
+
+/// Candidate distributions are parsed when a config loads ("name-count", count 5 by default,
+/// names in any case as the reference lower-cases them); unknown names are refused.
+#[test]
+fn cand_distribution_is_parsed_and_checked() {
+    let c: CandDistribution = "Gaussian-6".parse().unwrap();
+    assert_eq!((c.distribution, c.count), (Distribution::Gaussian, 6));
+    assert_eq!("exponential".parse::<CandDistribution>().unwrap().count, 5);
+    let err = "foo-6".parse::<CandDistribution>().unwrap_err();
+    assert!(err.contains("gaussian, exponential or uniform"), "{err}");
+    assert!("gaussian-x".parse::<CandDistribution>().is_err());
 }

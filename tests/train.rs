@@ -173,6 +173,8 @@ fn bad_configs_and_data_are_reported() {
     assert_clean_error(&variant("merge_num = 28", "merge_num = 30"), "not a perfect square");
     assert_clean_error(&variant("merge_num = 28", "merge_num = -9"), "merge_num -9");
     assert_clean_error(&variant("batch_size = 3", "batch_size = 3\nshuffle_harder = true"), "shuffle_harder");
+    assert_clean_error(&variant("source = \"folder\"", "source = \"floppy\""), "`fashion-mnist` or `folder`");
+    assert_clean_error(&variant("gaussian-4", "foo-4"), "gaussian, exponential or uniform");
     assert_clean_error(
         &variant(&format!("path = \"{}\"", data.display()), "path = \"/nonexistent/data\""),
         "does not exist",

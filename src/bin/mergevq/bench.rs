@@ -243,16 +243,17 @@ mod rss {
 fn tokenizer(config: &Path, batch: usize, runs: usize, keep: Option<usize>) -> Result<Vec<Record>> {
     let device = mergevq::device();
     let cfg = TokenizerConfig::load(config)?;
-    let mut tok = Tokenizer::init(&cfg, 0, &device)?;
-    if let Some(k) = keep {
-        tok.set_keep(k)?;
-    }
+    let tok = Tokenizer::init(&cfg, 0, &device)?;
+    let plan = match keep {
+        Some(k) => tok.keep(k)?,
+        None => tok.plan.clone(),
+    };
     let r = cfg.ddconfig.resolution;
     let x = Tensor::<4>::random([batch, 3, r, r], burn::tensor::Distribution::Uniform(-1.0, 1.0), &device);
     let (mut enc, mut dec) = (vec![], vec![]);
     let both = time(runs, || {
         let t0 = Instant::now();
-        let t = tok.encode(x.clone())?;
+        let t = tok.encode(x.clone(), &plan)?;
         sync(t.quantized.clone());
         let t1 = Instant::now();
         sync(tok.decode(t.quantized, &t.group));
@@ -263,7 +264,7 @@ fn tokenizer(config: &Path, batch: usize, runs: usize, keep: Option<usize>) -> R
     // Drop the warm-up run of the split timings.
     let (enc, dec) = (enc.split_off(1), dec.split_off(1));
     let tag = format!("tokenizer.{}.b{batch}", config_tag(config));
-    println!("{tag}: L={} K={} runs={runs} threads={}", tok.full_len(), tok.plan.kept()?, threads());
+    println!("{tag}: L={} K={} runs={runs} threads={}", tok.full_len(), plan.kept()?, threads());
     let mut out = Vec::new();
     for (name, t) in [("encode", enc), ("decode", dec), ("encode_decode", both)] {
         let mut rec = Record::new(format!("{tag}.{name}"), t);

@@ -6,6 +6,7 @@ use mergevq::io::image::{load_image, merge_map, psnr, save_png, tensor_to_rgb};
 use mergevq::io::tokens::TokensFile;
 use mergevq::parity::Case;
 use mergevq::tokenizer::config::TokenizerConfig;
+use mergevq::tokenizer::tome::KeepPlan;
 use mergevq::tokenizer::Tokenizer;
 use std::path::{Path, PathBuf};
 
@@ -234,13 +235,14 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    pub fn load(&self, device: &burn::prelude::Device) -> Result<Tokenizer> {
+    pub fn load(&self, device: &burn::prelude::Device) -> Result<(Tokenizer, KeepPlan)> {
         let cfg = TokenizerConfig::load(&self.config)?;
-        let mut tok = Tokenizer::open(&cfg, &self.weights, self.ema, device)?;
-        if let Some(k) = self.keep {
-            tok.set_keep(k)?;
-        }
-        Ok(tok)
+        let tok = Tokenizer::open(&cfg, &self.weights, self.ema, device)?;
+        let plan = match self.keep {
+            Some(k) => tok.keep(k)?,
+            None => tok.plan.clone(),
+        };
+        Ok((tok, plan))
     }
 }
 
@@ -348,7 +350,7 @@ fn stem(p: &Path) -> String {
 
 fn reconstruct(model: &ModelArgs, images: &[PathBuf], out: &Path) -> Result<()> {
     let device = mergevq::device();
-    let tok = model.load(&device)?;
+    let (tok, plan) = model.load(&device)?;
     let res = tok.cfg.ddconfig.resolution;
     let side = tok.cfg.embed_res();
     std::fs::create_dir_all(out)?;
@@ -359,7 +361,7 @@ fn reconstruct(model: &ModelArgs, images: &[PathBuf], out: &Path) -> Result<()> 
             pb.suspend(|| eprintln!("note: {n}"));
         }
         let input = tensor_to_rgb(x.clone().reshape([3, res, res]));
-        let t = tok.encode(x)?;
+        let t = tok.encode(x, &plan)?;
         let rec = tensor_to_rgb(tok.decode(t.quantized, &t.group).reshape([3, res, res]));
         let name = stem(path);
         save_png(&rec, &out.join(format!("{name}_rec.png")))?;
@@ -375,7 +377,7 @@ fn reconstruct(model: &ModelArgs, images: &[PathBuf], out: &Path) -> Result<()> 
 
 fn encode(model: &ModelArgs, images: &[PathBuf], out: &Path) -> Result<()> {
     let device = mergevq::device();
-    let tok = model.load(&device)?;
+    let (tok, plan) = model.load(&device)?;
     let res = tok.cfg.ddconfig.resolution;
     let mut file = TokensFile { bits: tok.cfg.embed_dim, resolution: res, indices: vec![], group: vec![] };
     let pb = progress(images.len() as u64, "encode");
@@ -384,7 +386,7 @@ fn encode(model: &ModelArgs, images: &[PathBuf], out: &Path) -> Result<()> {
         if let Some(n) = note {
             pb.suspend(|| eprintln!("note: {n}"));
         }
-        let t = tok.encode(x)?;
+        let t = tok.encode(x, &plan)?;
         file.indices.push(t.indices);
         file.group.extend(t.group);
         pb.inc(1);
@@ -403,7 +405,7 @@ fn encode(model: &ModelArgs, images: &[PathBuf], out: &Path) -> Result<()> {
 
 fn decode(model: &ModelArgs, tokens: &Path, out: &Path) -> Result<()> {
     let device = mergevq::device();
-    let tok = model.load(&device)?;
+    let (tok, _) = model.load(&device)?;
     let file = TokensFile::load(tokens)?;
     if file.bits != tok.cfg.embed_dim {
         bail!(
@@ -515,7 +517,7 @@ fn extract_tokens(
     use rand::{Rng, SeedableRng};
     let device = mergevq::device();
     let cfg = TokenizerConfig::load(config)?;
-    let mut tok = Tokenizer::open(&cfg, weights, false, &device)?;
+    let tok = Tokenizer::open(&cfg, weights, false, &device)?;
     let l = tok.full_len();
     let candidates: Vec<usize> = match (&tok.plan.candidates, keep) {
         (_, Some(k)) => vec![k],
@@ -550,7 +552,7 @@ fn extract_tokens(
     let pb = progress(n as u64, "extract-tokens");
     let r = res as usize;
     for &k in &candidates {
-        tok.set_keep(k)?;
+        let plan = tok.keep(k)?;
         let items: Vec<usize> = (0..n).filter(|&i| ks[i] == k).collect();
         for chunk in items.chunks(32) {
             let mut pixels = Vec::new();
@@ -569,7 +571,7 @@ fn extract_tokens(
             }
             let x =
                 burn::prelude::Tensor::<4>::from_data(burn::prelude::TensorData::new(pixels, [m, 3, r, r]), &device);
-            let t = tok.encode(x)?;
+            let t = tok.encode(x, &plan)?;
             for (j, g) in t.group.iter().enumerate() {
                 let idx = &t.indices[j * t.k..(j + 1) * t.k];
                 set.codes.push(g.iter().map(|&gi| idx[gi]).collect());
@@ -701,10 +703,10 @@ fn eval_recon(
 ) -> Result<()> {
     let device = mergevq::device();
     let cfg = TokenizerConfig::load(config)?;
-    let mut tok = Tokenizer::open(&cfg, weights, false, &device)?;
+    let tok = Tokenizer::open(&cfg, weights, false, &device)?;
     let keeps = if keeps.is_empty() { vec![tok.plan.kept()? as usize] } else { keeps };
     for &k in &keeps {
-        tok.clone().set_keep(k)?;
+        tok.keep(k)?;
     }
     let source = open_data(data)?;
     let inc = inception.map(|p| mergevq::eval::load_inception(p, &device)).transpose()?;
@@ -713,7 +715,7 @@ fn eval_recon(
     let n = num.min(source.len());
     let pb = progress((n * keeps.len()) as u64, "eval-recon");
     let reports = mergevq::eval::eval_recon(
-        &mut tok,
+        &tok,
         source,
         n,
         &keeps,

@@ -67,7 +67,7 @@ pub fn run(out: &Path) -> Result<()> {
     let cfg_path = asset("assets/demo/tokenizer.toml")?;
     let cfg = TokenizerConfig::load(&cfg_path)?;
     let tok_path = asset("assets/demo/tokenizer.safetensors")?;
-    let mut tok = Tokenizer::open(&cfg, &tok_path, false, &device)
+    let tok = Tokenizer::open(&cfg, &tok_path, false, &device)
         .with_context(|| format!("bundled tokenizer {}", tok_path.display()))?;
     let gpt_cfg_path = asset("assets/demo/gpt.toml")?;
     let text = std::fs::read_to_string(&gpt_cfg_path)?;
@@ -110,8 +110,8 @@ pub fn run(out: &Path) -> Result<()> {
     }
     let mut rows = Vec::new();
     for (ki, &k) in keeps.iter().enumerate() {
-        tok.set_keep(k)?;
-        let t = tok.encode(x.clone())?;
+        let plan = tok.keep(k)?;
+        let t = tok.encode(x.clone(), &plan)?;
         let rec = tok.decode(t.quantized, &t.group);
         let (mut p, mut s) = (0.0, 0.0);
         for i in 0..n {

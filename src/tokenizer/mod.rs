@@ -154,6 +154,18 @@ impl Tokenizer {
         tokens_to_map(full)
     }
 
+    /// Decodes full rasters of LFQ codes, L per image in row-major grid order (what the AR model
+    /// generates: every position carries its kept token's code, so nothing is unmerged):
+    /// B·L indices → images [B, 3, H, W].
+    pub fn decode_codes(&self, codes: &[i64]) -> Result<Tensor<4>> {
+        let (l, side) = (self.full_len(), self.cfg.embed_res());
+        if codes.is_empty() || !codes.len().is_multiple_of(l) {
+            bail!("{} codes are not whole images of L={l} tokens", codes.len());
+        }
+        let q = Lfq::codes(codes, self.cfg.embed_dim, codes.len() / l, side, side, &self.device());
+        Ok(self.decoder.forward(q))
+    }
+
     /// Decodes LFQ indices (B·K, row-major) with their groups.
     pub fn decode_indices(&self, indices: &[i64], group: &[Vec<usize>], device: &Device) -> Result<Tensor<4>> {
         let b = group.len();

@@ -1,6 +1,7 @@
 //! Runs golden cases made from the authors' PyTorch code (case.json + weights.safetensors +
 //! tensors.safetensors) through this crate and compares every output.
-use crate::io::weights::{read_safetensors_typed, HostTensor, TypedTensor, Weights};
+use crate::io::safetensors::{read_safetensors_typed, TypedTensor};
+use crate::io::weights::{HostTensor, Weights};
 use crate::tokenizer::config::{DdConfig, K2lConfig, TokenizerConfig};
 use crate::tokenizer::lfq::Lfq;
 use crate::tokenizer::recovery::{groups_from_source, token_unmerge, SourceRecovery};
@@ -78,7 +79,7 @@ impl Case {
     /// The case's weights: weights.safetensors plus the tensors listed in `generated_weights`.
     fn weights(&self) -> Result<Weights> {
         let path = self.dir.join("weights.safetensors");
-        let mut map = if path.exists() { crate::io::weights::read_safetensors(&path)? } else { BTreeMap::new() };
+        let mut map = if path.exists() { crate::io::safetensors::read_safetensors(&path)? } else { BTreeMap::new() };
         for g in self.json["generated_weights"]["tensors"].as_array().into_iter().flatten() {
             let name = g["name"].as_str().ok_or_else(|| anyhow!("generated weight without a name"))?;
             let shape: Vec<usize> = ints(&g["shape"]).into_iter().map(|v| v as usize).collect();
@@ -290,7 +291,7 @@ impl Case {
         let z_channels = self.config["z_channels"].as_u64().unwrap_or(18) as usize;
         let cfg = self.tokenizer_config(self.config.clone(), None, z_channels)?;
         let w = self.weights()?;
-        let enc = Encoder::load(&w, "", &cfg)?;
+        let enc = Encoder::load(w.root(), &cfg)?;
         w.finish(&[])?;
         let d = &cfg.ddconfig;
         let plan = KeepPlan::new(
@@ -322,7 +323,7 @@ impl Case {
         let z_channels = self.config["z_channels"].as_u64().unwrap_or(18) as usize;
         let cfg = self.tokenizer_config(self.config.clone(), None, z_channels)?;
         let w = self.weights()?;
-        let dec = Decoder::load(&w, "", &cfg)?;
+        let dec = Decoder::load(w.root(), &cfg)?;
         w.finish(&[])?;
         Ok(vec![got("image".into(), dec.forward(self.tensor("z")?), false)])
     }
@@ -332,8 +333,7 @@ impl Case {
         let u = |k: &str, d: u64| c[k].as_u64().unwrap_or(d) as usize;
         let w = self.weights()?;
         let rec = SourceRecovery::load(
-            &w,
-            "",
+            w.root(),
             u("embed_dim", 18),
             u("full_num", 256),
             u("rec_embed_dim", 384),
@@ -357,7 +357,7 @@ impl Case {
 
     fn lpips(&self) -> Result<Vec<Got>> {
         let w = self.weights()?;
-        let net = crate::loss::lpips::Lpips::load(&w, "")?;
+        let net = crate::loss::lpips::Lpips::load(w.root())?;
         w.finish(&[])?;
         Ok(vec![got("distance".into(), net.forward(self.tensor("input")?, self.tensor("target")?), false)])
     }
@@ -366,8 +366,7 @@ impl Case {
         let c = &self.config;
         let w = self.weights()?;
         let d = crate::loss::gan::Discriminator::load(
-            &w,
-            "",
+            w.root(),
             c["input_nc"].as_u64().unwrap_or(3) as usize,
             c["ndf"].as_u64().unwrap_or(64) as usize,
             c["n_layers"].as_u64().unwrap_or(3) as usize,
@@ -394,7 +393,7 @@ impl Case {
             class_dropout: 0.0,
         };
         let w = self.weights()?;
-        let gpt = crate::ar::gpt::Gpt::load(&w, "", &cfg)?;
+        let gpt = crate::ar::gpt::Gpt::load(w.root(), &cfg)?;
         w.finish(&[])?;
         let ints_of = |name: &str| -> Result<(Vec<i64>, Vec<usize>)> {
             match self.tensors.get(&format!("in.{name}")) {

@@ -152,7 +152,7 @@ pub fn run(b: Bench) -> Result<()> {
     };
     if let Some(p) = common.json {
         let v = serde_json::json!({"impl": "mergevq", "threads": threads(), "device": format!("{:?}", mergevq::device()), "results": records});
-        mergevq::io::weights::atomic_write(&p, serde_json::to_string_pretty(&v)?.as_bytes())?;
+        mergevq::io::atomic::atomic_write(&p, serde_json::to_string_pretty(&v)?.as_bytes())?;
         println!("wrote {}", p.display());
     }
     Ok(())
@@ -379,7 +379,7 @@ fn ar(m: &ArModel, lengths: &[usize], cfg_scale: f64, runs: usize) -> Result<Vec
                 rope_base: 10000.0,
                 class_dropout: 0.0,
             };
-            let gpt = Gpt::load(&mergevq::io::weights::Weights::random(0, &device), "", &cfg)?;
+            let gpt = Gpt::load(mergevq::io::weights::Weights::random(0, &device).root(), &cfg)?;
             // Synthetic merged image: K groups of 4 consecutive positions, one code each.
             let codes: Vec<i64> = (0..l).map(|j| ((j / 4) as i64 * 7919) % (1 << 18)).collect();
             let mut peak = 0;

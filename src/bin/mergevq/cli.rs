@@ -626,7 +626,7 @@ fn generate(
     let device = mergevq::device();
     let acfg = mergevq::train::ar::ArConfig::load(ar_config)?;
     let w = mergevq::io::weights::Weights::open(ar, false, &device)?;
-    let gpt = mergevq::ar::gpt::Gpt::load(&w, "", &acfg.gpt)
+    let gpt = mergevq::ar::gpt::Gpt::load(w.root(), &acfg.gpt)
         .with_context(|| format!("AR weights {} do not fit {}", ar.display(), ar_config.display()))?;
     w.finish(&[])?;
     let cfg = TokenizerConfig::load(config)?;
@@ -743,7 +743,7 @@ fn eval_recon(
         );
     }
     let json = serde_json::json!({"tokenizer": weights, "config": config, "data": data, "L": tok.full_len(), "results": reports});
-    mergevq::io::weights::atomic_write(&out.join("report.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
+    mergevq::io::atomic::atomic_write(&out.join("report.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
     let series = |f: &dyn Fn(&mergevq::eval::ReconReport) -> Option<f64>| {
         reports.iter().filter_map(|r| f(r).map(|v| (r.keep as f64, v))).collect::<Vec<_>>()
     };
@@ -794,7 +794,7 @@ fn eval_gen(
     println!("Inception Score: not available (the registry FID weights have no classifier head)");
     std::fs::create_dir_all(out)?;
     let json = serde_json::json!({"samples": samples, "reference": reference, "n_samples": fg.len(), "n_reference": fr.len(), "gfid": gfid, "kid": kid_mean, "kid_std": kid_std, "inception_score": null});
-    mergevq::io::weights::atomic_write(&out.join("report.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
+    mergevq::io::atomic::atomic_write(&out.join("report.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
     Ok(())
 }
 
@@ -817,7 +817,7 @@ fn probe(
     let (train_src, val_src) = (open_data(train)?, open_data(val)?);
     let classes = train_src.classes();
     let key = format!("{}|{}|{train}|{val}|{num_train}|{num_val}", weights.display(), config.display());
-    let cached = mergevq::io::weights::read_safetensors(cache).ok().filter(|m| {
+    let cached = mergevq::io::safetensors::read_safetensors(cache).ok().filter(|m| {
         m.get("key").map(|k| k.data.iter().map(|&c| c as u8 as char).collect::<String>()) == Some(key.clone())
     });
     let (tr, va) = match cached {
@@ -873,7 +873,7 @@ fn probe(
                     data: key.bytes().map(|b| b as f32).collect(),
                 },
             );
-            mergevq::io::weights::write_safetensors(cache, &m)?;
+            mergevq::io::safetensors::write_safetensors(cache, &m)?;
             (tr, va)
         }
     };

@@ -75,7 +75,7 @@ pub fn run(out: &Path) -> Result<()> {
         toml::from_str(&text).map_err(|e| anyhow!("bundled {} is corrupt: {}", gpt_cfg_path.display(), e.message()))?;
     let gpt_path = asset("assets/demo/gpt.safetensors")?;
     let w = mergevq::io::weights::Weights::open(&gpt_path, false, &device)?;
-    let gpt = Gpt::load(&w, "", &dg.gpt).with_context(|| format!("bundled AR model {}", gpt_path.display()))?;
+    let gpt = Gpt::load(w.root(), &dg.gpt).with_context(|| format!("bundled AR model {}", gpt_path.display()))?;
     w.finish(&[])?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
 
@@ -189,7 +189,7 @@ pub fn run(out: &Path) -> Result<()> {
         provenance("assets/demo/gpt.provenance")
     );
     html += "<script>window.addEventListener('load',()=>{const i=[...document.images];document.body.dataset.images=i.length;document.body.dataset.imagesOk=i.every(x=>x.complete&&x.naturalWidth>0);document.body.dataset.tables=document.querySelectorAll('table').length;});</script></body></html>";
-    mergevq::io::weights::atomic_write(&out.join("report.html"), html.as_bytes())?;
+    mergevq::io::atomic::atomic_write(&out.join("report.html"), html.as_bytes())?;
 
     println!("MergeVQ demo (bundled Fashion-MNIST models), {:.1} s", t_start.elapsed().as_secs_f64());
     println!("{:>8} {:>9} {:>7}", "K", "PSNR dB", "SSIM");

@@ -17,10 +17,10 @@ fn source_columns_sum_to_one_and_sizes_to_l() {
     let device = mergevq::device();
     let cfg = config("configs/tiny_32.toml");
     for keep in [64, 49, 36, 25, 16] {
-        let mut tok = Tokenizer::init(&cfg, 3, &device).unwrap();
-        tok.set_keep(keep).unwrap();
+        let tok = Tokenizer::init(&cfg, 3, &device).unwrap();
+        let plan = tok.keep(keep).unwrap();
         let x = Tensor::<4>::random([3, 3, 32, 32], burn::tensor::Distribution::Uniform(-1.0, 1.0), &device);
-        let enc = tok.encoder.forward(x, &tok.plan).unwrap();
+        let enc = tok.encoder.forward(x, &plan).unwrap();
         let t = &enc.track;
         let (rows, l) = (t.rows(), t.group[0].len());
         assert_eq!(rows, keep + 1, "K + [CLS] rows");
@@ -137,7 +137,7 @@ fn official_gr_yaml_keeps_144_groups() {
     assert_eq!(cfg.embed_res(), 16);
     let tok = Tokenizer::init(&cfg, 0, &device).unwrap();
     let x = Tensor::<4>::random([1, 3, 256, 256], burn::tensor::Distribution::Uniform(-1.0, 1.0), &device);
-    let t = tok.encode(x).unwrap();
+    let t = tok.encode(x, &tok.plan).unwrap();
     assert_eq!(t.k, 144);
     let mut groups: Vec<usize> = t.group[0].clone();
     groups.sort_unstable();

@@ -52,7 +52,7 @@ fn lfq_codebook_entropy_gradient_equals_the_naive_gradient() {
     let grad_of = |f: &dyn Fn(Tensor<4>) -> Tensor<1>| -> Vec<f32> {
         let z = z0.clone().detach().require_grad();
         let g = z.grad(&f(z.clone()).backward()).expect("gradient");
-        g.into_data().convert::<f32>().into_vec().unwrap()
+        g.into_data().convert::<f32>().try_into_vec::<f32>().unwrap()
     };
     let ours = grad_of(&|z| Lfq::new(d).losses(z).codebook_entropy);
     let naive = grad_of(&|z| {

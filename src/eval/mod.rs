@@ -11,6 +11,7 @@ use crate::io::data::{Augment, Batch, Loader, Source};
 use crate::io::image::{merge_map, save_png, tensor_to_rgb};
 use crate::io::weights::Weights;
 use crate::loss::lpips::Lpips;
+use crate::tokenizer::tome::KeepPlan;
 use crate::tokenizer::Tokenizer;
 use anyhow::{anyhow, bail, Result};
 use burn::prelude::*;
@@ -43,9 +44,15 @@ pub fn load_lpips(path: &Path, device: &Device) -> Result<Lpips> {
     Ok(net)
 }
 
-/// Mean per-image PSNR (dB, 0–255 scale) of `model`'s reconstructions of the first `n` images,
-/// read batch by batch from `batch(k)`.
-pub fn mean_psnr(model: &Tokenizer, batch: impl Fn(usize) -> Batch, n: usize, device: &Device) -> Result<f64> {
+/// Mean per-image PSNR (dB, 0–255 scale) of `model`'s reconstructions at the K of `plan` of the
+/// first `n` images, read batch by batch from `batch(k)`.
+pub fn mean_psnr(
+    model: &Tokenizer,
+    plan: &KeepPlan,
+    batch: impl Fn(usize) -> Batch,
+    n: usize,
+    device: &Device,
+) -> Result<f64> {
     let res = model.cfg.ddconfig.resolution;
     let (mut sum, mut count) = (0.0, 0usize);
     let mut k = 0;
@@ -60,7 +67,7 @@ pub fn mean_psnr(model: &Tokenizer, batch: impl Fn(usize) -> Batch, n: usize, de
             TensorData::new(b.images[..take * 3 * res * res].to_vec(), [take, 3, res, res]),
             device,
         );
-        let t = model.encode(x.clone())?;
+        let t = model.encode(x.clone(), plan)?;
         let rec = model.decode(t.quantized, &t.group);
         for i in 0..take {
             let a = tensor_to_rgb(x.clone().narrow(0, i, 1).reshape([3, res, res]));
@@ -96,7 +103,7 @@ fn inception_features(net: &InceptionV3, x: Tensor<4>) -> Vec<Vec<f32>> {
 /// PNG grid (inputs, then per K the reconstructions and merge maps of 8 images) to `grid`.
 #[allow(clippy::too_many_arguments)]
 pub fn eval_recon(
-    tok: &mut Tokenizer,
+    tok: &Tokenizer,
     source: Arc<dyn Source>,
     n: usize,
     keeps: &[usize],
@@ -142,13 +149,13 @@ pub fn eval_recon(
     let mut canvas = image::RgbImage::new(r * show as u32, r * (1 + 2 * keeps.len() as u32));
     let mut out = Vec::new();
     for (ki, &k) in keeps.iter().enumerate() {
-        tok.set_keep(k)?;
+        let plan = tok.keep(k)?;
         let (mut ps, mut ss, mut lp, mut count) = (0.0, 0.0, 0.0, 0usize);
         let mut feats = Vec::new();
         let mut codes = Vec::new();
         for (bi, b) in batches.iter().enumerate() {
             let x = tensor(b);
-            let t = tok.encode(x.clone())?;
+            let t = tok.encode(x.clone(), &plan)?;
             codes.extend_from_slice(&t.indices);
             let rec = tok.decode(t.quantized, &t.group).clamp(-1.0, 1.0);
             if let Some(net) = lpips {

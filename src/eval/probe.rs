@@ -2,6 +2,8 @@
 //! (standardisation with the training set's statistics) and one linear layer trained with
 //! AdamW and a cosine schedule; reports top-1 accuracy.
 use crate::io::data::{Augment, Loader, Source};
+use crate::io::safetensors::{read_safetensors, write_safetensors};
+use crate::io::weights::HostTensor;
 use crate::tokenizer::Tokenizer;
 use crate::train::optim::{Adam, Schedule};
 use anyhow::{bail, Result};
@@ -11,6 +13,8 @@ use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 /// Features of one split: [CLS] and mean-pooled merged tokens per image, and labels.
@@ -20,6 +24,58 @@ pub struct Features {
     pub labels: Vec<usize>,
 }
 
+/// The features of both splits, as cached between probe runs: safetensors with
+/// `{train,val}_{cls,pooled}` [N, D], `{train,val}_labels` [N] and `key` (the bytes of a string
+/// naming what produced the features; a cache made for another key is not used).
+pub struct SplitFeatures {
+    pub train: Features,
+    pub val: Features,
+}
+
+impl SplitFeatures {
+    /// Reads a cache written for `key`; `None` when it is missing, unreadable or for another key.
+    pub fn load(path: &Path, key: &str) -> Option<Self> {
+        let m = read_safetensors(path).ok()?;
+        let stored: String = m.get("key")?.data.iter().map(|&c| c as u8 as char).collect();
+        if stored != key {
+            return None;
+        }
+        let split = |s: &str| -> Option<Features> {
+            Some(Features {
+                cls: rows(m.get(&format!("{s}_cls"))?),
+                pooled: rows(m.get(&format!("{s}_pooled"))?),
+                labels: m.get(&format!("{s}_labels"))?.data.iter().map(|&v| v as usize).collect(),
+            })
+        };
+        Some(Self { train: split("train")?, val: split("val")? })
+    }
+
+    /// Writes the cache (atomically) under `key`.
+    pub fn save(&self, path: &Path, key: &str) -> Result<()> {
+        let mut m = BTreeMap::new();
+        for (s, f) in [("train", &self.train), ("val", &self.val)] {
+            m.insert(format!("{s}_cls"), matrix(&f.cls));
+            m.insert(format!("{s}_pooled"), matrix(&f.pooled));
+            let labels = f.labels.iter().map(|&v| v as f32).collect();
+            m.insert(format!("{s}_labels"), HostTensor { shape: vec![f.labels.len()], data: labels });
+        }
+        m.insert("key".into(), HostTensor { shape: vec![key.len()], data: key.bytes().map(f32::from).collect() });
+        write_safetensors(path, &m)
+    }
+}
+
+/// Rows of equal length → one [N, D] tensor.
+fn matrix(rows: &[Vec<f32>]) -> HostTensor {
+    HostTensor { shape: vec![rows.len(), rows.first().map_or(0, Vec::len)], data: rows.concat() }
+}
+
+/// A [N, D] tensor → its N rows.
+fn rows(t: &HostTensor) -> Vec<Vec<f32>> {
+    t.data.chunks(t.shape.get(1).copied().unwrap_or(1).max(1)).map(<[f32]>::to_vec).collect()
+}
+
+/// [CLS] and mean-pooled features of the first `n` images of `source` (in order, centre
+/// crops), `batch` at a time; `progress` is called with the images done.
 pub fn extract(
     tok: &Tokenizer,
     source: Arc<dyn Source>,

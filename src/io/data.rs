@@ -83,6 +83,15 @@ impl Source for FashionMnist {
     }
 }
 
+/// Opens a data set named on the command line: `fashion-mnist[:train|test]` (the training split
+/// by default) from [`FASHION_MNIST_DIR`], or else an image folder (see [`ImageFolder`]).
+pub fn open(spec: &str) -> Result<Arc<dyn Source>> {
+    Ok(match spec.split_once(':').unwrap_or((spec, "train")) {
+        ("fashion-mnist", split) => Arc::new(FashionMnist::open(Path::new(FASHION_MNIST_DIR), split)?),
+        _ => Arc::new(ImageFolder::open(Path::new(spec))?),
+    })
+}
+
 /// An ImageNet-style folder: `root/<class>/*.{png,jpg,jpeg}`; labels from sorted class names.
 /// Images directly under `root` form a single class.
 pub struct ImageFolder {

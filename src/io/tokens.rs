@@ -1,10 +1,18 @@
 //! The tokens file `encode` writes and `decode` reads: safetensors with `indices` [B, K] and
-//! `group` [B, L] (int64), and the codebook size and resolution in the metadata.
+//! `group` [B, L] (int64), and the codebook size and resolution in the metadata; and the token
+//! set `extract-tokens` writes for AR training.
+use crate::io::data::{Augment, Loader, Source};
+use crate::tokenizer::tome::KeepPlan;
+use crate::tokenizer::Tokenizer;
 use anyhow::{anyhow, bail, Context, Result};
+use burn::prelude::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct TokensFile {
@@ -91,6 +99,78 @@ impl TokenSet {
         self.candidates.iter().position(|&k| k == self.keep[i]).unwrap_or(0)
     }
 
+    /// Tokenizes the first `n` images of `source` (centre crops, in order). Each image's K is
+    /// `keep` if given, else drawn from the tokenizer's candidate distribution by a generator
+    /// seeded with `seed` and the image's index, so a run is reproducible. Images are encoded
+    /// 32 at a time, grouped by K in candidate order; unreadable ones are skipped. `progress`
+    /// is called with the number of images done.
+    pub fn extract(
+        tok: &Tokenizer,
+        source: Arc<dyn Source>,
+        n: usize,
+        keep: Option<usize>,
+        seed: u64,
+        progress: &dyn Fn(u64),
+    ) -> Result<Self> {
+        let (candidates, cum_prob) = kept_candidates(tok, keep)?;
+        let n = n.min(source.len());
+        let ks: Vec<usize> = (0..n).map(|i| draw_keep(seed, i, &candidates, &cum_prob)).collect();
+        let aug =
+            Augment { resolution: tok.cfg.ddconfig.resolution as u32, random_crop: false, flip: false, pad: true };
+        let loader = Loader {
+            source: source.clone(),
+            augment: aug.clone(),
+            strong: aug,
+            batch: 1,
+            seed,
+            skipped: Default::default(),
+        };
+        let mut set = Self {
+            bits: tok.cfg.embed_dim,
+            candidates: candidates.clone(),
+            codes: vec![],
+            group: vec![],
+            keep: vec![],
+            labels: vec![],
+            classes: source.classes(),
+        };
+        for &k in &candidates {
+            let plan = tok.keep(k)?;
+            let items: Vec<usize> = (0..n).filter(|&i| ks[i] == k).collect();
+            for chunk in items.chunks(32) {
+                set.push_encoded(tok, &plan, &loader, chunk)?;
+                progress(chunk.len() as u64);
+            }
+        }
+        Ok(set)
+    }
+
+    /// Encodes the images `items` of the loader (skipping unreadable ones) and appends their
+    /// full rasters of codes, group maps, K (of `plan`) and labels.
+    fn push_encoded(&mut self, tok: &Tokenizer, plan: &KeepPlan, loader: &Loader, items: &[usize]) -> Result<()> {
+        let r = tok.cfg.ddconfig.resolution;
+        let (mut pixels, mut labels) = (Vec::new(), Vec::new());
+        for &i in items {
+            let b = loader.batch_in_order(i);
+            if b.size > 0 {
+                pixels.extend(b.images);
+                labels.push(b.labels[0]);
+            }
+        }
+        if labels.is_empty() {
+            return Ok(());
+        }
+        let x = Tensor::<4>::from_data(TensorData::new(pixels, [labels.len(), 3, r, r]), &tok.device());
+        let t = tok.encode(x, plan)?;
+        for ((g, idx), label) in t.group.into_iter().zip(t.indices.chunks(t.k)).zip(labels) {
+            self.codes.push(g.iter().map(|&gi| idx[gi]).collect());
+            self.group.push(g);
+            self.keep.push(t.k);
+            self.labels.push(label);
+        }
+        Ok(())
+    }
+
     pub fn save(&self, path: &Path) -> Result<()> {
         let n = self.len();
         let l = self.codes.first().map(|c| c.len()).unwrap_or(0);
@@ -156,4 +236,26 @@ impl TokenSet {
             labels: labels.into_iter().map(|k| k as usize).collect(),
         })
     }
+}
+
+/// The kept counts K to draw from, with their cumulative probabilities: `keep` alone if given,
+/// else the tokenizer's candidates up to L (or its one fixed K).
+fn kept_candidates(tok: &Tokenizer, keep: Option<usize>) -> Result<(Vec<usize>, Vec<f64>)> {
+    let l = tok.full_len();
+    Ok(match (&tok.plan.candidates, keep) {
+        (_, Some(k)) => (vec![k], vec![1.0]),
+        (Some(c), None) => {
+            let ks: Vec<usize> = c.remain.iter().map(|&k| k as usize).filter(|&k| k <= l).collect();
+            let cum_prob = c.cum_prob[..ks.len()].to_vec();
+            (ks, cum_prob)
+        }
+        (None, None) => (vec![tok.plan.kept()? as usize], vec![1.0]),
+    })
+}
+
+/// Image i's K: one uniform draw from a generator seeded by `seed` and i, looked up in the
+/// cumulative distribution.
+fn draw_keep(seed: u64, i: usize, candidates: &[usize], cum_prob: &[f64]) -> usize {
+    let u: f64 = StdRng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).random();
+    candidates[cum_prob.partition_point(|&p| p < u).min(candidates.len() - 1)]
 }

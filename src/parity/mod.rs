@@ -450,7 +450,7 @@ impl Case {
         let w = self.weights()?;
         let tok = Tokenizer::load(&w, &cfg)?;
         w.finish(&[])?;
-        let t = tok.encode(self.tensor("image")?)?;
+        let t = tok.encode(self.tensor("image")?, &tok.plan)?;
         let b = t.group.len();
         let rows = t.k + 1;
         // Full source with the class token row/column, as the reference records it.

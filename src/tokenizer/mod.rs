@@ -34,6 +34,7 @@ pub struct Tokenizer {
     pub recovery: Option<SourceRecovery>,
     #[module(skip)]
     pub cfg: TokenizerConfig,
+    /// The config's merge schedule (its K); `keep` gives the schedule for another K.
     #[module(skip)]
     pub plan: KeepPlan,
     /// State-dict name of every parameter, for saving.
@@ -119,18 +120,20 @@ impl Tokenizer {
         self.cfg.embed_res().pow(2)
     }
 
-    /// Sets the kept-token count K used by `encode`.
-    pub fn set_keep(&mut self, keep: usize) -> Result<()> {
-        self.plan.set_keep(keep as i64)
+    /// The merge schedule that keeps `keep` tokens (K), for `encode`; an unreachable K is refused
+    /// with the reachable values. `self.plan` is the config's default schedule.
+    pub fn keep(&self, keep: usize) -> Result<KeepPlan> {
+        self.plan.with_keep(keep)
     }
 
-    pub fn encode(&self, image: Tensor<4>) -> Result<Tokens> {
+    /// Encodes images [B, C, H, W] in [-1, 1], merging down to the K tokens of `plan`.
+    pub fn encode(&self, image: Tensor<4>, plan: &KeepPlan) -> Result<Tokens> {
         let [_, c, h, w] = image.dims();
         let r = self.cfg.ddconfig.resolution;
         if c != self.cfg.ddconfig.in_channels || h != r || w != r {
             bail!("the tokenizer takes {}×{r}×{r} images, got {c}×{h}×{w}", self.cfg.ddconfig.in_channels);
         }
-        let enc = self.encoder.forward(image, &self.plan)?;
+        let enc = self.encoder.forward(image, plan)?;
         let q = self.lfq().quantize(enc.z.clone());
         let k = enc.z.dims()[2] * enc.z.dims()[3];
         Ok(Tokens { h: enc.z, quantized: q.quantized, indices: q.indices, group: enc.track.image_groups(true), k })
@@ -149,6 +152,18 @@ impl Tokenizer {
             None => token_unmerge(tokens, group),
         };
         tokens_to_map(full)
+    }
+
+    /// Decodes full rasters of LFQ codes, L per image in row-major grid order (what the AR model
+    /// generates: every position carries its kept token's code, so nothing is unmerged):
+    /// B·L indices → images [B, 3, H, W].
+    pub fn decode_codes(&self, codes: &[i64]) -> Result<Tensor<4>> {
+        let (l, side) = (self.full_len(), self.cfg.embed_res());
+        if codes.is_empty() || !codes.len().is_multiple_of(l) {
+            bail!("{} codes are not whole images of L={l} tokens", codes.len());
+        }
+        let q = Lfq::codes(codes, self.cfg.embed_dim, codes.len() / l, side, side, &self.device());
+        Ok(self.decoder.forward(q))
     }
 
     /// Decodes LFQ indices (B·K, row-major) with their groups.

@@ -9,6 +9,7 @@ use crate::io::image::{merge_map, save_png, tensor_to_rgb};
 use crate::io::weights::{export, HostTensor, Weights};
 use crate::loss::gan::{hinge_d_loss, hinge_g_loss, non_saturating_g_loss, Discriminator, LeCam};
 use crate::loss::lpips::Lpips;
+use crate::tokenizer::tome::KeepPlan;
 use crate::tokenizer::Tokenizer;
 use anyhow::{anyhow, bail, Context, Result};
 use burn::module::{Module, ParamId};
@@ -27,6 +28,8 @@ pub struct Trainer {
     pub cfg: TrainConfig,
     device: Device,
     pub tok: Tokenizer,
+    /// The merge schedule in force: K drawn per step from the candidates (kept across resume).
+    pub keep: KeepPlan,
     disc: Discriminator,
     disc_names: HashMap<ParamId, String>,
     lpips: Option<Lpips>,
@@ -147,6 +150,7 @@ impl Trainer {
             train,
             val,
             teacher,
+            keep: tok.plan.clone(),
             tok,
             cfg,
         };
@@ -172,8 +176,8 @@ impl Trainer {
         let (l, o) = (&cfg.loss, &cfg.optim);
         let res = cfg.tokenizer.ddconfig.resolution;
         let mut rng = StdRng::seed_from_u64(cfg.run.seed ^ (step as u64).wrapping_mul(0xA076_1D64_78BD_642F));
-        if self.tok.plan.candidates.is_some() {
-            self.tok.plan.sample(rng.random::<f64>());
+        if self.keep.candidates.is_some() {
+            self.keep.sample(rng.random::<f64>());
         }
         let adversarial = step >= l.disc_start;
         let lr = o.schedule.lr(o.lr, step, cfg.run.steps);
@@ -183,7 +187,7 @@ impl Trainer {
         for batch in batches {
             let b = batch.size;
             let x = self.tensor(batch.images.clone(), [b, 3, res, res]);
-            let enc = self.tok.encoder.forward(x.clone(), &self.tok.plan)?;
+            let enc = self.tok.encoder.forward(x.clone(), &self.keep)?;
             let lfq = self.tok.lfq();
             let q = lfq.quantize(enc.z.clone());
             let lf = lfq.losses(enc.z);
@@ -272,7 +276,7 @@ impl Trainer {
             }
             if l.cls_weight > 0.0 && self.tok.encoder.dist_head.is_some() {
                 let views = self.tensor(batch.views.clone(), [b, 3, res, res]);
-                let head = self.tok.encoder.head(views, &self.tok.plan)?;
+                let head = self.tok.encoder.head(views, &self.keep)?;
                 terms.push(("cls", self.alignment(head, batch)?, l.cls_weight));
             }
             let mut total: Option<Tensor<1>> = None;
@@ -329,7 +333,7 @@ impl Trainer {
         }
         self.ema.update(&self.tok);
         self.step += 1;
-        let mut out: Losses = vec![("lr", lr), ("grad_norm", norm_g), ("K", self.tok.plan.kept()? as f64)];
+        let mut out: Losses = vec![("lr", lr), ("grad_norm", norm_g), ("K", self.keep.kept()? as f64)];
         out.extend(sums);
         Ok(out)
     }
@@ -362,19 +366,12 @@ impl Trainer {
     /// Mean PSNR (dB, 0–255 scale) of the EMA model on the first `n` validation images at the
     /// kept count `keep` (default: the config's).
     pub fn validate(&self, n: usize, keep: Option<usize>) -> Result<f64> {
-        let mut model = self.ema_model();
+        let model = self.ema_model();
         let d = &self.cfg.tokenizer.ddconfig;
-        if let Some(k) = keep {
-            model.set_keep(k)?;
-        } else {
-            model.plan = crate::tokenizer::tome::KeepPlan::new(
-                self.cfg.tokenizer.embed_res(),
-                d.num_att_blocks,
-                d.merge_num,
-                d.merge_ratio,
-                None,
-            )?;
-        }
+        let plan = match keep {
+            Some(k) => model.keep(k)?,
+            None => KeepPlan::new(self.cfg.tokenizer.embed_res(), d.num_att_blocks, d.merge_num, d.merge_ratio, None)?,
+        };
         let res = d.resolution as u32;
         let aug = Augment { resolution: res, random_crop: false, flip: false, pad: self.cfg.data.pad };
         let loader = Loader {
@@ -385,7 +382,7 @@ impl Trainer {
             seed: 0,
             skipped: Arc::new(AtomicUsize::new(0)),
         };
-        crate::eval::mean_psnr(&model, |i| loader.batch_in_order(i), n.min(self.val.len()), &model.device())
+        crate::eval::mean_psnr(&model, &plan, |i| loader.batch_in_order(i), n.min(self.val.len()), &model.device())
     }
 
     /// The tokenizer with the EMA weights, without gradient tracking.
@@ -413,7 +410,7 @@ impl Trainer {
         let meta = serde_json::json!({
             "step": self.step, "opt_g_t": self.opt_g.t, "opt_d_t": self.opt_d.t, "ema_updates": self.ema.updates,
             "lecam_real": self.lecam.ema_real, "lecam_fake": self.lecam.ema_fake,
-            "plan_r": self.tok.plan.r, "plan_total": self.tok.plan.total_merge, "plan_res": self.tok.plan.merge_res,
+            "plan_r": self.keep.r, "plan_total": self.keep.total_merge, "plan_res": self.keep.merge_res,
             "config": toml::to_string(&self.cfg).unwrap_or_default(),
         });
         Checkpoint { groups, meta }.save(&Self::checkpoint_path(&self.cfg))
@@ -428,9 +425,9 @@ impl Trainer {
         self.ema.updates = u("ema_updates")?;
         self.lecam.ema_real = m["lecam_real"].as_f64().unwrap_or(0.0);
         self.lecam.ema_fake = m["lecam_fake"].as_f64().unwrap_or(0.0);
-        self.tok.plan.r = m["plan_r"].as_i64().unwrap_or(self.tok.plan.r);
-        self.tok.plan.total_merge = m["plan_total"].as_i64().or(self.tok.plan.total_merge);
-        self.tok.plan.merge_res = m["plan_res"].as_i64().unwrap_or(self.tok.plan.merge_res);
+        self.keep.r = m["plan_r"].as_i64().unwrap_or(self.keep.r);
+        self.keep.total_merge = m["plan_total"].as_i64().or(self.keep.total_merge);
+        self.keep.merge_res = m["plan_res"].as_i64().unwrap_or(self.keep.merge_res);
         let ema = c.groups.get("ema").ok_or_else(|| anyhow!("checkpoint has no EMA weights"))?;
         for (id, name) in &self.tok.names {
             let t = ema.get(name).ok_or_else(|| anyhow!("checkpoint EMA lacks `{name}`"))?;
@@ -540,7 +537,7 @@ impl Trainer {
             TensorData::new(batch.images[..n * 3 * res * res].to_vec(), [n, 3, res, res]),
             &model.device(),
         );
-        let t = model.encode(x.clone())?;
+        let t = model.encode(x.clone(), &self.keep)?;
         let rec = model.decode(t.quantized, &t.group);
         let side = self.cfg.tokenizer.embed_res();
         let r = res as u32;

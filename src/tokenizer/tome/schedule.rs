@@ -207,28 +207,58 @@ impl KeepPlan {
         Some(index)
     }
 
-    /// Sets the schedule that keeps exactly `keep` tokens, or says why it cannot.
+    /// Sets the schedule that keeps exactly `keep` tokens, or says why it cannot (with the
+    /// reachable values).
     pub fn set_keep(&mut self, keep: i64) -> Result<()> {
         let s = (keep.max(0) as f64).sqrt() as i64;
         if keep < 1 || s * s != keep {
             bail!(
-                "kept token count K={keep} must be a positive perfect square (the decoder reshapes K tokens to √K×√K)"
+                "kept token count K={keep} must be a positive perfect square (the decoder reshapes K tokens to √K×√K); {}",
+                self.reachable_note()
             );
         }
         if keep > self.embed_len {
-            bail!("kept token count K={keep} exceeds the {} tokens the encoder makes", self.embed_len);
-        }
-        let merge = self.embed_len - keep;
-        self.r = check_parse_r(self.num_layers, merge, self.embed_len, INFLECT, false)?;
-        self.total_merge = Some(merge);
-        self.merge_res = s;
-        let got = self.kept()?;
-        if got != keep {
             bail!(
-                "K={keep} cannot be reached with {} ToMe layers (each merges at most half its tokens; got {got})",
-                self.num_layers
+                "kept token count K={keep} exceeds the {} tokens the encoder makes; {}",
+                self.embed_len,
+                self.reachable_note()
             );
         }
+        let (plan, got) = self.schedule_for(keep)?;
+        if got != keep {
+            bail!(
+                "K={keep} cannot be reached with {} ToMe layers (each merges at most half its tokens; got {got}); {}",
+                self.num_layers,
+                self.reachable_note()
+            );
+        }
+        *self = plan;
         Ok(())
+    }
+
+    /// This plan with the schedule that keeps exactly `keep` tokens (the plan itself is unchanged).
+    pub fn with_keep(&self, keep: usize) -> Result<Self> {
+        let mut plan = self.clone();
+        plan.set_keep(i64::try_from(keep).unwrap_or(i64::MAX))?;
+        Ok(plan)
+    }
+
+    /// Every K this encoder can keep: the perfect squares ≤ L that the schedule reaches.
+    pub fn reachable(&self) -> Vec<i64> {
+        let side = (self.embed_len as f64).sqrt() as i64;
+        (1..=side).map(|s| s * s).filter(|&k| matches!(self.schedule_for(k), Ok((_, got)) if got == k)).collect()
+    }
+
+    /// This plan with the schedule that merges L − `keep` tokens, and the K it really keeps.
+    fn schedule_for(&self, keep: i64) -> Result<(Self, i64)> {
+        let merge = self.embed_len - keep;
+        let r = check_parse_r(self.num_layers, merge, self.embed_len, INFLECT, false)?;
+        let plan = Self { r, total_merge: Some(merge), merge_res: (keep as f64).sqrt() as i64, ..self.clone() };
+        let got = plan.kept()?;
+        Ok((plan, got))
+    }
+
+    fn reachable_note(&self) -> String {
+        format!("reachable K with {} ToMe layers from L={}: {:?}", self.num_layers, self.embed_len, self.reachable())
     }
 }

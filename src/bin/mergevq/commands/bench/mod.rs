@@ -1,0 +1,153 @@
+//! `mergevq bench …`: medians over repeated runs after one warm-up, printed as a table and
+//! optionally written as JSON records {bench, median_s, runs_s, peak_mib} — the same names and
+//! layout as `bench/reference.py`, so `bench/compare.py` can put the two side by side.
+mod ar;
+mod lfq;
+mod measure;
+mod tokenizer;
+mod tome;
+mod train;
+
+use anyhow::Result;
+use ar::{ArBench, ArModel};
+use clap::Subcommand;
+use lfq::LfqBench;
+use measure::{median, threads};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use tokenizer::TokenizerBench;
+use tome::TomeBench;
+use train::TrainBench;
+
+/// `mergevq bench`.
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    what: Bench,
+}
+
+#[derive(Subcommand)]
+pub enum Bench {
+    /// Everything below at the sizes: tokenizer G+R d64 and G d64 at batch 1 and 8,
+    /// a training step, a ToMe merge step, the LFQ entropy at d = 18, AR decoding.
+    All(AllBench),
+    /// Tokenizer encode, decode and encode+decode on random weights and inputs.
+    Tokenizer(TokenizerBench),
+    /// One tokenizer training step (generator + discriminator, all losses of the config) on
+    /// a fixed batch.
+    Train(TrainBench),
+    /// One ToMe step: bipartite matching on the keys, size-weighted merge, source tracking.
+    Tome(TomeBench),
+    /// LFQ entropy + commitment loss, forward and backward: time and peak extra memory.
+    Lfq(LfqBench),
+    /// AR decoding, plain vs MergeAR, on a random GPT with a synthetic group map (K = L/4,
+    /// groups of 4 consecutive tokens): tokens/s, peak KV-cache entries and cache memory.
+    Ar(ArBench),
+}
+
+/// Flags every benchmark takes.
+#[derive(clap::Args, Clone)]
+pub struct Common {
+    /// Timed runs after one warm-up.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Also write the records as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+impl Common {
+    /// Timed runs (at least one).
+    fn runs(&self) -> usize {
+        self.runs.max(1)
+    }
+}
+
+/// One benchmark's timings.
+#[derive(Serialize)]
+pub struct Record {
+    bench: String,
+    median_s: f64,
+    runs_s: Vec<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peak_mib: Option<f64>,
+    /// Throughput in the bench's unit (images/s, tokens/s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    per_s: Option<f64>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    note: String,
+}
+
+impl Record {
+    fn new(bench: impl Into<String>, runs_s: Vec<f64>) -> Self {
+        Self {
+            bench: bench.into(),
+            median_s: median(runs_s.clone()),
+            runs_s,
+            peak_mib: None,
+            per_s: None,
+            note: String::new(),
+        }
+    }
+}
+
+impl BenchArgs {
+    pub fn run(self) -> Result<()> {
+        let (records, common) = match self.what {
+            Bench::All(b) => (b.records()?, b.common),
+            Bench::Tokenizer(b) => (b.records()?, b.common),
+            Bench::Train(b) => (b.records()?, b.common),
+            Bench::Tome(b) => (b.records()?, b.common),
+            Bench::Lfq(b) => (b.records()?, b.common),
+            Bench::Ar(b) => (b.records()?, b.common),
+        };
+        if let Some(p) = common.json {
+            let v = serde_json::json!({"impl": "mergevq", "threads": threads(), "device": format!("{:?}", mergevq::device()), "results": records});
+            mergevq::io::atomic::atomic_write(&p, serde_json::to_string_pretty(&v)?.as_bytes())?;
+            println!("wrote {}", p.display());
+        }
+        Ok(())
+    }
+}
+
+/// `mergevq bench all`.
+#[derive(clap::Args)]
+pub struct AllBench {
+    #[command(flatten)]
+    common: Common,
+    /// Batch sizes for the tokenizer benchmarks.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 8])]
+    batches: Vec<usize>,
+    /// Leave out the training step (it needs Fashion-MNIST and the LPIPS weights).
+    #[arg(long)]
+    no_train: bool,
+}
+
+impl AllBench {
+    fn records(&self) -> Result<Vec<Record>> {
+        let runs = self.common.runs();
+        // The LFQ loss first: its peak-memory figure is only meaningful before large buffers exist.
+        let mut out = vec![lfq::lfq(18, 16, 256, runs)?, tome::tome(8, 256, 512, 64, runs)?];
+        for config in ["configs/mergevq_256_GR_d64.toml", "configs/mergevq_256_G_d64.toml"] {
+            for &b in &self.batches {
+                out.extend(tokenizer::tokenizer(Path::new(config), b, runs, None)?);
+            }
+        }
+        if !self.no_train {
+            out.push(train::train(Path::new("configs/train_fmnist_tiny.toml"), 8, runs)?);
+        }
+        let m = ArModel { dim: 256, layers: 8, heads: 8 };
+        out.extend(ar::ar(&m, &[256, 1024], 1.0, runs)?);
+        out.extend(ar::ar(&m, &[1024], 1.5, runs)?);
+        println!("\nsummary ({} threads)", threads());
+        for r in &out {
+            println!(
+                "  {:<40} {:>10.4} s{}",
+                r.bench,
+                r.median_s,
+                r.peak_mib.map(|m| format!("  peak {m:.1} MiB")).unwrap_or_default()
+            );
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,49 @@
+//! `bench tome`: one ToMe step — bipartite matching on the keys, size-weighted merge, source
+//! tracking.
+use super::measure::{sync, time};
+use super::{Common, Record};
+use anyhow::{Context, Result};
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use mergevq::tokenizer::tome::{bipartite_soft_matching, Tracking};
+
+/// `mergevq bench tome`.
+#[derive(clap::Args)]
+pub struct TomeBench {
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Image tokens (a [CLS] token is added).
+    #[arg(long, default_value_t = 256)]
+    tokens: usize,
+    #[arg(long, default_value_t = 512)]
+    dim: usize,
+    #[arg(long, default_value_t = 64)]
+    r: i64,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+impl TomeBench {
+    pub fn records(&self) -> Result<Vec<Record>> {
+        Ok(vec![tome(self.batch, self.tokens, self.dim, self.r, self.common.runs())?])
+    }
+}
+
+/// Merges `r` of `tokens` + 1 tokens of dimension `dim` in each of `batch` sequences.
+pub fn tome(batch: usize, tokens: usize, dim: usize, r: i64, runs: usize) -> Result<Record> {
+    let device = mergevq::device();
+    let n = tokens + 1;
+    let x = Tensor::<3>::random([batch, n, dim], Distribution::Normal(0.0, 1.0), &device);
+    let metric = Tensor::<3>::random([batch, n, dim], Distribution::Normal(0.0, 1.0), &device);
+    let times = time(runs, || {
+        let mut track = Tracking::new(batch, n);
+        let m = bipartite_soft_matching(metric.clone(), r, true).context("r > 0 merges")?;
+        let merged = m.merge_wavg(x.clone(), track.size_tensor(&device));
+        track.apply(&m);
+        sync(merged);
+        Ok(())
+    })?;
+    let rec = Record::new(format!("tome_merge.b{batch}"), times);
+    println!("{}: x [{batch}, {n}, {dim}], r = {r}: median {:.4} s", rec.bench, rec.median_s);
+    Ok(rec)
+}

@@ -1,0 +1,60 @@
+//! `bench train`: one tokenizer training step (generator + discriminator, every loss of the
+//! config) on a fixed batch.
+use super::measure::time;
+use super::{Common, Record};
+use anyhow::Result;
+use mergevq::io::data::{Augment, Loader};
+use mergevq::train::config::TrainConfig;
+use mergevq::train::tokenizer::Trainer;
+use std::path::{Path, PathBuf};
+
+/// `mergevq bench train`.
+#[derive(clap::Args)]
+pub struct TrainBench {
+    /// A train-tokenizer config (its data, losses and model).
+    #[arg(long)]
+    config: PathBuf,
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+impl TrainBench {
+    pub fn records(&self) -> Result<Vec<Record>> {
+        Ok(vec![train(&self.config, self.batch, self.common.runs())?])
+    }
+}
+
+pub fn train(config: &Path, batch: usize, runs: usize) -> Result<Record> {
+    let mut cfg = TrainConfig::load(config)?;
+    cfg.data.batch_size = batch;
+    cfg.optim.accumulate = 1;
+    // Every loss on from the first step (the discriminator too).
+    cfg.loss.disc_start = 0;
+    cfg.run.out_dir = std::env::temp_dir().join(format!("mergevq-bench-train-{}", std::process::id()));
+    let mut t = Trainer::new(cfg.clone(), false)?;
+    let res = cfg.tokenizer.ddconfig.resolution as u32;
+    let loader = Loader {
+        source: t.train_source(),
+        augment: Augment { resolution: res, random_crop: false, flip: false, pad: cfg.data.pad },
+        strong: Augment { resolution: res, random_crop: true, flip: true, pad: cfg.data.pad },
+        batch,
+        seed: 0,
+        skipped: Default::default(),
+    };
+    let b = loader.batch_at(0);
+    let times = time(runs, || t.train_step(std::slice::from_ref(&b)).map(|_| ()))?;
+    let _ = std::fs::remove_dir_all(&cfg.run.out_dir);
+    let mut rec = Record::new(format!("train_step.tiny.b{batch}"), times);
+    rec.per_s = Some(batch as f64 / rec.median_s);
+    rec.note = format!("{}: all losses, discriminator on", config.display());
+    println!(
+        "{}: median {:.3} s/step, {:.1} images/s ({})",
+        rec.bench,
+        rec.median_s,
+        batch as f64 / rec.median_s,
+        rec.note
+    );
+    Ok(rec)
+}

@@ -1,0 +1,233 @@
+//! `eval-recon`, `eval-gen`, `probe`: reconstruction, generation and representation metrics.
+use crate::progress;
+use anyhow::Result;
+use mergevq::eval::metrics::{frechet_distance, kid, Stats};
+use mergevq::eval::plot::line_plot;
+use mergevq::eval::probe::{extract, linear_probe, SplitFeatures};
+use mergevq::eval::{eval_recon, features_of, load_inception, load_lpips, load_stats, save_stats, ReconReport};
+use mergevq::io::atomic::atomic_write;
+use mergevq::io::data::{self, ImageFolder, Source};
+use mergevq::io::image::save_png;
+use mergevq::tokenizer::config::TokenizerConfig;
+use mergevq::tokenizer::Tokenizer;
+use std::path::PathBuf;
+
+/// `mergevq eval-recon`.
+#[derive(clap::Args)]
+pub struct EvalReconArgs {
+    #[arg(long)]
+    tokenizer: PathBuf,
+    #[arg(long)]
+    config: PathBuf,
+    /// An image folder, or fashion-mnist[:train|test].
+    #[arg(long)]
+    data: String,
+    /// Kept counts K (perfect squares ≤ L); default the config's K.
+    #[arg(long, value_delimiter = ',')]
+    keep: Vec<usize>,
+    #[arg(long, default_value_t = 1000)]
+    num: usize,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Skip rFID (InceptionV3 on every image is the slow part on a CPU).
+    #[arg(long)]
+    no_fid: bool,
+    #[arg(long, default_value = "weights/inception_fid.safetensors")]
+    inception: PathBuf,
+    #[arg(long, default_value = "weights/lpips_vgg16.safetensors")]
+    lpips: PathBuf,
+    #[arg(short, long)]
+    output: PathBuf,
+}
+
+impl EvalReconArgs {
+    pub fn run(self) -> Result<()> {
+        let device = mergevq::device();
+        let cfg = TokenizerConfig::load(&self.config)?;
+        let tok = Tokenizer::open(&cfg, &self.tokenizer, false, &device)?;
+        let keeps = if self.keep.is_empty() { vec![tok.plan.kept()? as usize] } else { self.keep.clone() };
+        for &k in &keeps {
+            tok.keep(k)?;
+        }
+        let source = data::open(&self.data)?;
+        let inc = (!self.no_fid).then(|| load_inception(&self.inception, &device)).transpose()?;
+        let lp = load_lpips(&self.lpips, &device)?;
+        std::fs::create_dir_all(&self.output)?;
+        let n = self.num.min(source.len());
+        let pb = progress::bar((n * keeps.len()) as u64, "eval-recon");
+        let grid = self.output.join("reconstructions.png");
+        let reports = eval_recon(&tok, source, n, &keeps, self.batch, Some(&lp), inc.as_ref(), &grid, &|k| pb.inc(k))?;
+        pb.finish_and_clear();
+        print_table(&reports);
+        self.write_report(&reports, tok.full_len())
+    }
+
+    /// report.json and the rate–distortion plots (PSNR, and rFID unless skipped).
+    fn write_report(&self, reports: &[ReconReport], l: usize) -> Result<()> {
+        let out = &self.output;
+        let json = serde_json::json!({"tokenizer": self.tokenizer, "config": self.config, "data": self.data, "L": l, "results": reports});
+        atomic_write(&out.join("report.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
+        let series = |f: &dyn Fn(&ReconReport) -> Option<f64>| {
+            reports.iter().filter_map(|r| f(r).map(|v| (r.keep as f64, v))).collect::<Vec<_>>()
+        };
+        save_png(&line_plot(&[series(&|r| Some(r.psnr))], 480, 320), &out.join("rd_psnr.png"))?;
+        if !self.no_fid {
+            save_png(&line_plot(&[series(&|r| r.rfid)], 480, 320), &out.join("rd_rfid.png"))?;
+        }
+        println!(
+            "wrote {}/{{report.json,rd_psnr.png{},reconstructions.png}}",
+            out.display(),
+            if self.no_fid { "" } else { ",rd_rfid.png" }
+        );
+        Ok(())
+    }
+}
+
+/// One row per K: images, PSNR, SSIM, LPIPS, rFID ("-" when not computed), usage, perplexity.
+fn print_table(reports: &[ReconReport]) {
+    println!(
+        "{:>5} {:>7} {:>8} {:>7} {:>8} {:>9} {:>8} {:>10}",
+        "K", "images", "PSNR", "SSIM", "LPIPS", "rFID", "usage", "perplexity"
+    );
+    let opt = |v: Option<f64>, p: usize| v.map(|x| format!("{x:.p$}")).unwrap_or_else(|| "-".into());
+    for r in reports {
+        println!(
+            "{:>5} {:>7} {:>8.2} {:>7.4} {:>8} {:>9} {:>8.4} {:>10.1}",
+            r.keep,
+            r.images,
+            r.psnr,
+            r.ssim,
+            opt(r.lpips, 4),
+            opt(r.rfid, 2),
+            r.codebook_usage,
+            r.perplexity
+        );
+    }
+}
+
+/// `mergevq eval-gen`.
+#[derive(clap::Args)]
+pub struct EvalGenArgs {
+    /// Folder of generated images (one size).
+    #[arg(long)]
+    samples: PathBuf,
+    /// Reference: an image folder, or a stats file from --save-stats.
+    #[arg(long)]
+    reference: PathBuf,
+    /// Save the reference statistics here for reuse.
+    #[arg(long)]
+    save_stats: Option<PathBuf>,
+    #[arg(long, default_value = "weights/inception_fid.safetensors")]
+    inception: PathBuf,
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    #[arg(short, long)]
+    output: PathBuf,
+}
+
+impl EvalGenArgs {
+    pub fn run(self) -> Result<()> {
+        let device = mergevq::device();
+        let net = load_inception(&self.inception, &device)?;
+        let features = |folder: &ImageFolder, what: &str| {
+            let pb = progress::bar(folder.len() as u64, what);
+            let f = features_of(&net, folder, self.batch, &device, &|k| pb.inc(k));
+            pb.finish_and_clear();
+            f
+        };
+        let fg = features(&ImageFolder::open(&self.samples)?, "features (samples)")?;
+        let (ref_stats, fr) = if self.reference.is_file() {
+            load_stats(&self.reference)?
+        } else {
+            let fr = features(&ImageFolder::open(&self.reference)?, "features (reference)")?;
+            (Stats::from_features(&fr), fr)
+        };
+        if let Some(p) = &self.save_stats {
+            save_stats(p, &fr)?;
+        }
+        let gfid = frechet_distance(&Stats::from_features(&fg), &ref_stats);
+        let size = fg.len().min(fr.len()).min(1000);
+        let (kid_mean, kid_std) = kid(&fg, &fr, 100, size, 0);
+        println!("gFID {gfid:.3}  KID {kid_mean:.5} ± {kid_std:.5}  ({} samples, {} reference)", fg.len(), fr.len());
+        println!("Inception Score: not available (the registry FID weights have no classifier head)");
+        std::fs::create_dir_all(&self.output)?;
+        let json = serde_json::json!({"samples": self.samples, "reference": self.reference, "n_samples": fg.len(), "n_reference": fr.len(), "gfid": gfid, "kid": kid_mean, "kid_std": kid_std, "inception_score": null});
+        atomic_write(&self.output.join("report.json"), serde_json::to_string_pretty(&json)?.as_bytes())
+    }
+}
+
+/// `mergevq probe`.
+#[derive(clap::Args)]
+pub struct ProbeArgs {
+    #[arg(long)]
+    tokenizer: PathBuf,
+    #[arg(long)]
+    config: PathBuf,
+    /// Training images: a folder or fashion-mnist[:split].
+    #[arg(long)]
+    train: String,
+    #[arg(long)]
+    val: String,
+    #[arg(long, default_value_t = 5000)]
+    num_train: usize,
+    #[arg(long, default_value_t = 1000)]
+    num_val: usize,
+    #[arg(long, default_value_t = 30)]
+    epochs: usize,
+    #[arg(long, default_value_t = 1e-2)]
+    lr: f64,
+    /// Feature cache (reused when present).
+    #[arg(long, default_value = "probe_features.safetensors")]
+    cache: PathBuf,
+}
+
+impl ProbeArgs {
+    pub fn run(self) -> Result<()> {
+        let cfg = TokenizerConfig::load(&self.config)?;
+        let tok = Tokenizer::open(&cfg, &self.tokenizer, false, &mergevq::device())?;
+        let (train_src, val_src) = (data::open(&self.train)?, data::open(&self.val)?);
+        let classes = train_src.classes();
+        let f = match SplitFeatures::load(&self.cache, &self.cache_key()) {
+            Some(f) => {
+                println!("using cached features {}", self.cache.display());
+                f
+            }
+            None => self.extract(&tok, train_src, val_src)?,
+        };
+        let (tr, va) = (&f.train, &f.val);
+        let (epochs, lr) = (self.epochs, self.lr);
+        let a_cls = linear_probe(&tr.cls, &tr.labels, &va.cls, &va.labels, classes, epochs, lr, 0)?;
+        let a_pool = linear_probe(&tr.pooled, &tr.labels, &va.pooled, &va.labels, classes, epochs, lr, 0)?;
+        println!(
+            "linear probe top-1: [CLS] {:.2}%  mean-pooled merged tokens {:.2}%  ({} train, {} val, {classes} classes)",
+            100.0 * a_cls,
+            100.0 * a_pool,
+            tr.labels.len(),
+            va.labels.len()
+        );
+        Ok(())
+    }
+
+    /// What the cached features depend on: the tokenizer, the data and the image counts.
+    fn cache_key(&self) -> String {
+        let (w, c) = (self.tokenizer.display(), self.config.display());
+        format!("{w}|{c}|{}|{}|{}|{}", self.train, self.val, self.num_train, self.num_val)
+    }
+
+    /// Extracts the features of both splits and caches them.
+    fn extract(
+        &self,
+        tok: &Tokenizer,
+        train: std::sync::Arc<dyn Source>,
+        val: std::sync::Arc<dyn Source>,
+    ) -> Result<SplitFeatures> {
+        let pb = progress::bar((self.num_train.min(train.len()) + self.num_val.min(val.len())) as u64, "features");
+        let f = SplitFeatures {
+            train: extract(tok, train, self.num_train, 64, &|k| pb.inc(k))?,
+            val: extract(tok, val, self.num_val, 64, &|k| pb.inc(k))?,
+        };
+        pb.finish_and_clear();
+        f.save(&self.cache, &self.cache_key())?;
+        Ok(f)
+    }
+}

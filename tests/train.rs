@@ -221,7 +221,7 @@ fn learned_source_recovery_trains() {
     let l = losses(&d.join("run"));
     let bce: Vec<f64> = l.iter().map(|v| v["source_bce"].as_f64().expect("source_bce logged")).collect();
     assert!(bce.iter().all(|v| v.is_finite() && *v > 0.0), "{bce:?}");
-    let w = mergevq::io::weights::read_safetensors(&d.join("run/tokenizer_ema.safetensors")).unwrap();
+    let w = mergevq::io::safetensors::read_safetensors(&d.join("run/tokenizer_ema.safetensors")).unwrap();
     assert!(w.contains_key("recovery.rec_head.weight") && w.contains_key("recovery.rec_tokens"));
     std::fs::remove_dir_all(&d).ok();
 }

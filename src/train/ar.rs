@@ -6,8 +6,9 @@ use super::config::{OptimConfig, Optimizer, RunConfig};
 use super::optim::{flat_inner, global_norm, Adam, Ema};
 use crate::ar::gpt::{Gpt, GptConfig};
 use crate::ar::mergear::{first_of_group, mergear_bias};
+use crate::io::safetensors::write_safetensors;
 use crate::io::tokens::TokenSet;
-use crate::io::weights::{export, write_safetensors, Weights};
+use crate::io::weights::{export, Weights};
 use anyhow::{anyhow, bail, Context, Result};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
@@ -153,7 +154,7 @@ impl ArTrainer {
             Some(c) => Weights::from_map(c.groups.get("model").cloned().unwrap_or_default(), &device),
             None => Weights::random(cfg.run.seed, &device),
         };
-        let gpt = Gpt::load(&w, "", &cfg.gpt)?;
+        let gpt = Gpt::load(w.root(), &cfg.gpt)?;
         w.finish(&[])?;
         let o = &cfg.optim;
         let mut me = Self {

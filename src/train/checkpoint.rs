@@ -1,7 +1,8 @@
 //! Training checkpoints: one safetensors file with the model, its EMA, the discriminator and
 //! both optimizers' moments under state-dict names, and the counters in its metadata. Written
 //! atomically: a crash while saving leaves the previous checkpoint intact.
-use crate::io::weights::{atomic_write, HostTensor};
+use crate::io::atomic::atomic_write;
+use crate::io::weights::HostTensor;
 use anyhow::{anyhow, Context, Result};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};

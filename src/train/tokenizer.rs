@@ -110,7 +110,7 @@ impl Trainer {
         };
         let tok = Tokenizer::load(&tw, &cfg.tokenizer).context("checkpoint does not match the tokenizer config")?;
         let l = &cfg.loss;
-        let disc = Discriminator::load(&dw, "", 3, l.disc_ndf, l.disc_layers)
+        let disc = Discriminator::load(dw.root(), 3, l.disc_ndf, l.disc_layers)
             .context("checkpoint does not match the discriminator config")?;
         dw.finish(&[])?;
         let disc_names = dw.names();
@@ -118,7 +118,7 @@ impl Trainer {
             (Some(p), true) => {
                 let w = Weights::open(p, false, &device)
                     .with_context(|| format!("LPIPS weights {} (run scripts/fetch-weights.sh)", p.display()))?;
-                let net = Lpips::load(&w, "")?.no_grad();
+                let net = Lpips::load(w.root())?.no_grad();
                 w.finish(&[])?;
                 Some(net)
             }
@@ -126,7 +126,7 @@ impl Trainer {
         };
         let teacher = match &l.teacher_features {
             Some(p) => {
-                let m = crate::io::weights::read_safetensors(p)?;
+                let m = crate::io::safetensors::read_safetensors(p)?;
                 let f = m.get("features").ok_or_else(|| anyhow!("{} has no `features` tensor", p.display()))?;
                 if f.shape.len() != 2 || f.shape[0] != train.source.len() {
                     bail!("teacher features {} must be [N={}, D], got {:?}", p.display(), train.source.len(), f.shape);
@@ -401,7 +401,7 @@ impl Trainer {
         groups.insert("model".to_string(), export(&self.tok, &self.tok.names));
         groups.insert("ema".to_string(), export(&self.ema_model(), &self.tok.names));
         let mut disc = export(&self.disc, &self.disc_names);
-        disc.extend(self.disc.buffers(""));
+        disc.extend(self.disc.buffers());
         groups.insert("disc".to_string(), disc);
         for (g, opt, names) in [("opt_g", &self.opt_g, &self.tok.names), ("opt_d", &self.opt_d, &self.disc_names)] {
             let (m, v) = opt.export_state(names);

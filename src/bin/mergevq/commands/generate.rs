@@ -102,7 +102,7 @@ impl GenerateArgs {
     fn load_gpt(&self, device: &Device) -> Result<(ArConfig, Gpt)> {
         let acfg = ArConfig::load(&self.ar_config)?;
         let w = Weights::open(&self.ar, false, device)?;
-        let gpt = Gpt::load(&w, "", &acfg.gpt)
+        let gpt = Gpt::load(w.root(), &acfg.gpt)
             .with_context(|| format!("AR weights {} do not fit {}", self.ar.display(), self.ar_config.display()))?;
         w.finish(&[])?;
         Ok((acfg, gpt))

@@ -94,7 +94,7 @@ fn decode(
         rope_base: 10000.0,
         class_dropout: 0.0,
     };
-    let gpt = Gpt::load(&Weights::random(0, &device), "", &cfg)?;
+    let gpt = Gpt::load(Weights::random(0, &device).root(), &cfg)?;
     let codes: Vec<i64> = (0..l).map(|j| ((j / 4) as i64 * 7919) % (1 << 18)).collect();
     let mut peak = 0;
     let times = time(runs, || {

@@ -103,7 +103,7 @@ impl BenchArgs {
         };
         if let Some(p) = common.json {
             let v = serde_json::json!({"impl": "mergevq", "threads": threads(), "device": format!("{:?}", mergevq::device()), "results": records});
-            mergevq::io::weights::atomic_write(&p, serde_json::to_string_pretty(&v)?.as_bytes())?;
+            mergevq::io::atomic::atomic_write(&p, serde_json::to_string_pretty(&v)?.as_bytes())?;
             println!("wrote {}", p.display());
         }
         Ok(())

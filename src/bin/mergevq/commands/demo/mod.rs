@@ -116,7 +116,7 @@ impl Models {
             .map_err(|e| anyhow!("bundled {} is corrupt: {}", gpt_cfg_path.display(), e.message()))?;
         let gpt_path = asset("assets/demo/gpt.safetensors")?;
         let w = Weights::open(&gpt_path, false, device)?;
-        let gpt = Gpt::load(&w, "", &dg.gpt).with_context(|| format!("bundled AR model {}", gpt_path.display()))?;
+        let gpt = Gpt::load(w.root(), &dg.gpt).with_context(|| format!("bundled AR model {}", gpt_path.display()))?;
         w.finish(&[])?;
         Ok(Self { tok, gpt, dg })
     }

@@ -24,7 +24,7 @@ pub(super) fn write(out: &Path, m: &Models, rows: &[KRow], stats: &[Decoding], m
         provenance("assets/demo/gpt.provenance")
     );
     html += FOOT;
-    mergevq::io::weights::atomic_write(&out.join("report.html"), html.as_bytes())
+    mergevq::io::atomic::atomic_write(&out.join("report.html"), html.as_bytes())
 }
 
 /// The reconstruction grid, the PSNR/SSIM table per K and the rate–distortion plot.

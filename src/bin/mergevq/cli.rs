@@ -268,8 +268,8 @@ pub fn run(cmd: Option<Command>) -> Result<()> {
             if resume {
                 println!("resuming at step {}", t.step);
             }
-            let (val, path) = t.run()?;
-            println!("validation loss (EMA) {val:.4}; wrote {}", path.display());
+            let s = t.run()?;
+            println!("validation loss (EMA) {:.4}; wrote {}", s.val, s.exported.display());
             Ok(())
         }
         Command::Generate {
@@ -334,7 +334,7 @@ pub fn run(cmd: Option<Command>) -> Result<()> {
                 "trained {} steps ({:.1} images/s); validation PSNR (EMA) {:.2} dB; wrote {}",
                 s.steps,
                 s.images_per_s,
-                s.val_psnr,
+                s.val,
                 s.exported.display()
             );
             Ok(())

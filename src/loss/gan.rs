@@ -16,8 +16,11 @@ pub struct BatchNorm {
     pub bias: Param<Tensor<1>>,
     /// Running statistics (not trained; updated with momentum 0.1 when training).
     #[module(skip)]
-    pub running: std::sync::Arc<std::sync::Mutex<(Vec<f32>, Vec<f32>, i64)>>,
+    pub running: std::sync::Arc<std::sync::Mutex<RunningStats>>,
 }
+
+/// BatchNorm running mean and variance per channel, and the number of batches seen.
+pub type RunningStats = (Vec<f32>, Vec<f32>, i64);
 
 impl BatchNorm {
     fn load(w: Scope, c: usize) -> Result<Self> {
@@ -124,6 +127,11 @@ impl Discriminator {
 /// Discriminator hinge loss: ½(mean relu(1 − D(x)) + mean relu(1 + D(x̂))).
 pub fn hinge_d_loss(real: Tensor<4>, fake: Tensor<4>) -> Tensor<1> {
     (relu(real.neg() + 1.0).mean() + relu(fake + 1.0).mean()) * 0.5
+}
+
+/// Discriminator vanilla (non-saturating) loss: ½(mean softplus(−D(x)) + mean softplus(D(x̂))).
+pub fn vanilla_d_loss(real: Tensor<4>, fake: Tensor<4>) -> Tensor<1> {
+    (softplus(real.neg(), 1.0).mean() + softplus(fake, 1.0).mean()) * 0.5
 }
 
 /// Generator non-saturating loss on per-image mean logits: mean softplus(−mean D(x̂)).

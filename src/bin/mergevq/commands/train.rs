@@ -25,7 +25,7 @@ impl TrainTokenizerArgs {
             "trained {} steps ({:.1} images/s); validation PSNR (EMA) {:.2} dB; wrote {}",
             s.steps,
             s.images_per_s,
-            s.val_psnr,
+            s.val,
             s.exported.display()
         );
         Ok(())
@@ -47,8 +47,8 @@ impl TrainArArgs {
         if self.resume {
             println!("resuming at step {}", t.step);
         }
-        let (val, path) = t.run()?;
-        println!("validation loss (EMA) {val:.4}; wrote {}", path.display());
+        let s = t.run()?;
+        println!("validation loss (EMA) {:.4}; wrote {}", s.val, s.exported.display());
         Ok(())
     }
 }

@@ -248,3 +248,23 @@ fn adaptive_generator_weight() {
     }
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// A checkpoint written before the library layout change still resumes: same tensor names,
+/// optimizer moments and counters (tests/data/checkpoint_v1, made by the older build).
+#[test]
+fn checkpoint_from_before_the_layout_change_resumes() {
+    let d = tmp("checkpoint-v1");
+    let fixture = root().join("tests/data/checkpoint_v1");
+    let run = d.join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::copy(fixture.join("checkpoint.safetensors"), run.join("checkpoint.safetensors")).unwrap();
+    let text = std::fs::read_to_string(fixture.join("train.toml")).unwrap();
+    let cfg = d.join("train.toml");
+    std::fs::write(&cfg, text.replace("OUT_DIR", run.to_str().unwrap())).unwrap();
+    let out = train(&cfg, &["--resume"], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("resuming at step 2"));
+    let steps: Vec<u64> = losses(&run).iter().map(|l| l["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, [2], "one more step after the two the old build ran");
+    assert!(run.join("tokenizer_ema.safetensors").exists());
+}

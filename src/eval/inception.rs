@@ -95,20 +95,20 @@ fn max3(x: Tensor<4>, stride: usize, pad: usize) -> Tensor<4> {
 #[derive(Clone, Debug)]
 enum Mixed {
     /// FIDInceptionA: 1×1, 5×5, double 3×3, avg-pool branches.
-    A([BasicConv; 7]),
+    A(Box<[BasicConv; 7]>),
     /// InceptionB (grid reduction): 3×3/2, double 3×3, max-pool.
-    B([BasicConv; 4]),
+    B(Box<[BasicConv; 4]>),
     /// FIDInceptionC: 1×1, 7×7 factorised, double 7×7, avg-pool.
-    C([BasicConv; 10]),
+    C(Box<[BasicConv; 10]>),
     /// InceptionD (grid reduction).
-    D([BasicConv; 6]),
+    D(Box<[BasicConv; 6]>),
     /// FIDInceptionE_1 (avg pool) / E_2 (max pool).
-    E([BasicConv; 9], bool),
+    E(Box<[BasicConv; 9]>, bool),
 }
 
 impl Mixed {
     fn a(w: Scope, ci: usize, pool: usize) -> Result<Self> {
-        Ok(Mixed::A([
+        Ok(Mixed::A(Box::new([
             c1(w.pp("branch1x1"), ci, 64)?,
             c1(w.pp("branch5x5_1"), ci, 48)?,
             BasicConv::load(w.pp("branch5x5_2"), 48, 64, (5, 5), 1, (2, 2))?,
@@ -116,22 +116,22 @@ impl Mixed {
             BasicConv::load(w.pp("branch3x3dbl_2"), 64, 96, (3, 3), 1, (1, 1))?,
             BasicConv::load(w.pp("branch3x3dbl_3"), 96, 96, (3, 3), 1, (1, 1))?,
             c1(w.pp("branch_pool"), ci, pool)?,
-        ]))
+        ])))
     }
 
     fn b(w: Scope, ci: usize) -> Result<Self> {
-        Ok(Mixed::B([
+        Ok(Mixed::B(Box::new([
             BasicConv::load(w.pp("branch3x3"), ci, 384, (3, 3), 2, (0, 0))?,
             c1(w.pp("branch3x3dbl_1"), ci, 64)?,
             BasicConv::load(w.pp("branch3x3dbl_2"), 64, 96, (3, 3), 1, (1, 1))?,
             BasicConv::load(w.pp("branch3x3dbl_3"), 96, 96, (3, 3), 2, (0, 0))?,
-        ]))
+        ])))
     }
 
     fn c(w: Scope, ci: usize, c7: usize) -> Result<Self> {
         let r = |n: &str, a: usize, b: usize| BasicConv::load(w.pp(n), a, b, (1, 7), 1, (0, 3));
         let col = |n: &str, a: usize, b: usize| BasicConv::load(w.pp(n), a, b, (7, 1), 1, (3, 0));
-        Ok(Mixed::C([
+        Ok(Mixed::C(Box::new([
             c1(w.pp("branch1x1"), ci, 192)?,
             c1(w.pp("branch7x7_1"), ci, c7)?,
             r("branch7x7_2", c7, c7)?,
@@ -142,25 +142,25 @@ impl Mixed {
             col("branch7x7dbl_4", c7, c7)?,
             r("branch7x7dbl_5", c7, 192)?,
             c1(w.pp("branch_pool"), ci, 192)?,
-        ]))
+        ])))
     }
 
     fn d(w: Scope, ci: usize) -> Result<Self> {
-        Ok(Mixed::D([
+        Ok(Mixed::D(Box::new([
             c1(w.pp("branch3x3_1"), ci, 192)?,
             BasicConv::load(w.pp("branch3x3_2"), 192, 320, (3, 3), 2, (0, 0))?,
             c1(w.pp("branch7x7x3_1"), ci, 192)?,
             BasicConv::load(w.pp("branch7x7x3_2"), 192, 192, (1, 7), 1, (0, 3))?,
             BasicConv::load(w.pp("branch7x7x3_3"), 192, 192, (7, 1), 1, (3, 0))?,
             BasicConv::load(w.pp("branch7x7x3_4"), 192, 192, (3, 3), 2, (0, 0))?,
-        ]))
+        ])))
     }
 
     fn e(w: Scope, ci: usize, max_pool: bool) -> Result<Self> {
         let r = |n: &str| BasicConv::load(w.pp(n), 384, 384, (1, 3), 1, (0, 1));
         let col = |n: &str| BasicConv::load(w.pp(n), 384, 384, (3, 1), 1, (1, 0));
         Ok(Mixed::E(
-            [
+            Box::new([
                 c1(w.pp("branch1x1"), ci, 320)?,
                 c1(w.pp("branch3x3_1"), ci, 384)?,
                 r("branch3x3_2a")?,
@@ -170,7 +170,7 @@ impl Mixed {
                 r("branch3x3dbl_3a")?,
                 col("branch3x3dbl_3b")?,
                 c1(w.pp("branch_pool"), ci, 192)?,
-            ],
+            ]),
             max_pool,
         ))
     }

@@ -137,12 +137,9 @@ pub fn eval_recon(
         last.size = keep;
     }
     let tensor = |b: &Batch| Tensor::<4>::from_data(TensorData::new(b.images.clone(), [b.size, 3, res, res]), &device);
-    let real_stats = match inception {
-        Some(net) => Some(Stats::from_features(
-            &batches.iter().flat_map(|b| inception_features(net, tensor(b))).collect::<Vec<_>>(),
-        )),
-        None => None,
-    };
+    let real_stats = inception.map(|net| {
+        Stats::from_features(&batches.iter().flat_map(|b| inception_features(net, tensor(b))).collect::<Vec<_>>())
+    });
     let side = tok.cfg.embed_res();
     let show = batches.first().map(|b| b.size.min(8)).unwrap_or(0);
     let r = res as u32;

@@ -126,6 +126,7 @@ struct Head {
 }
 
 /// Trains the probe on (train_x, train_y) and returns top-1 accuracy on (val_x, val_y).
+#[allow(clippy::too_many_arguments)]
 pub fn linear_probe(
     train_x: &[Vec<f32>],
     train_y: &[usize],

@@ -15,6 +15,9 @@ use std::sync::Arc;
 /// Something that yields labelled images by index.
 pub trait Source: Send + Sync {
     fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     fn get(&self, i: usize) -> Result<(RgbImage, usize)>;
     fn classes(&self) -> usize;
     /// A name for messages (file path or dataset/index).

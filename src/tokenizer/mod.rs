@@ -163,7 +163,7 @@ impl Tokenizer {
     /// Decodes LFQ indices (B·K, row-major) with their groups.
     pub fn decode_indices(&self, indices: &[i64], group: &[Vec<usize>], device: &Device) -> Result<Tensor<4>> {
         let b = group.len();
-        if b == 0 || indices.len() % b != 0 {
+        if b == 0 || !indices.len().is_multiple_of(b) {
             bail!("{} indices do not split into {b} images", indices.len());
         }
         let k = indices.len() / b;

@@ -31,6 +31,7 @@ pub mod nn;
 pub mod parity;
 pub mod tokenizer;
 pub mod train;
+pub mod validate;
 
 use burn::prelude::Device;
 

@@ -57,10 +57,11 @@ impl GptConfig {
 
     pub fn validate(&self) -> Result<()> {
         let g = (self.block_size as f64).sqrt() as usize;
-        if g * g != self.block_size {
-            bail!("block_size {} is not a square", self.block_size);
+        if g == 0 || g * g != self.block_size {
+            bail!("block_size {} is not a positive square", self.block_size);
         }
-        if !self.dim.is_multiple_of(self.n_head) || !(self.dim / self.n_head).is_multiple_of(4) {
+        let hd = self.dim.checked_div(self.n_head).unwrap_or(0);
+        if hd == 0 || hd * self.n_head != self.dim || !hd.is_multiple_of(4) {
             bail!("dim {} must split into {} heads of a multiple of 4 (2-D RoPE)", self.dim, self.n_head);
         }
         if self.factorized_bits.iter().any(|&b| b == 0 || b > 20) {

@@ -113,16 +113,13 @@ impl ImageFolder {
                 Some("png" | "jpg" | "jpeg")
             )
         };
-        let mut dirs: Vec<PathBuf> =
-            std::fs::read_dir(root)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
+        let mut dirs: Vec<PathBuf> = crate::io::fs::list_dir(root)?.into_iter().filter(|p| p.is_dir()).collect();
         dirs.sort();
         let mut files = Vec::new();
         let mut classes = Vec::new();
         let list = |d: &Path| -> Result<Vec<PathBuf>> {
-            let mut v: Vec<PathBuf> = std::fs::read_dir(d)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && is_image(p))
-                .collect();
+            let mut v: Vec<PathBuf> =
+                crate::io::fs::list_dir(d)?.into_iter().filter(|p| p.is_file() && is_image(p)).collect();
             v.sort();
             Ok(v)
         };

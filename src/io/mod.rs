@@ -2,6 +2,7 @@
 pub mod atomic;
 pub mod ckpt;
 pub mod data;
+pub mod fs;
 pub mod image;
 pub mod safetensors;
 pub mod scope;

@@ -140,7 +140,7 @@ fn extract_train_generate() {
     let other = d.join("other.safetensors");
     let mut bad = set.clone();
     bad.bits = 18;
-    bad.save(&other).unwrap();
+    bad.save(&other, &Default::default()).unwrap();
     let c = ar_config(&d, &other, "plain", 0);
     assert_clean_error(&run(&["train-ar", "--config", c.to_str().unwrap()]), "18-bit");
     std::fs::remove_dir_all(&d).ok();

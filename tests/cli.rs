@@ -163,7 +163,8 @@ fn bad_inputs_give_one_clear_error() {
     {
         let mut m = mergevq::io::safetensors::read_safetensors(&w).unwrap();
         m.get_mut("decoder.conv_out.bias").unwrap().data[0] = f32::NAN;
-        mergevq::io::safetensors::write_safetensors(&nan, &m).unwrap();
+        use mergevq::io::safetensors::{write_safetensors, WEIGHTS};
+        write_safetensors(&nan, &m, WEIGHTS, &Default::default()).unwrap();
     }
     assert_clean_error(
         &run(&["reconstruct", "--config", cfg_s, "--weights", nan.to_str().unwrap(), img_s, "-o", o]),
@@ -179,7 +180,7 @@ fn bad_inputs_give_one_clear_error() {
     // A tokens file from a tokenizer with another codebook.
     let tokens = d.join("t.safetensors");
     mergevq::io::tokens::TokensFile { bits: 18, resolution: 32, indices: vec![vec![0; 36]], group: vec![vec![0; 64]] }
-        .save(&tokens)
+        .save(&tokens, &Default::default())
         .unwrap();
     assert_clean_error(
         &run(&["decode", "--config", cfg_s, "--weights", w_s, tokens.to_str().unwrap(), "-o", o]),

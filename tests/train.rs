@@ -1,94 +1,13 @@
 //! The tokenizer trainer: resume continues the same trajectory, a crash while writing a
-//! checkpoint keeps the previous one, bad configs and data give clear errors.
+//! checkpoint keeps the previous one, bad configs and data give clear errors, Ctrl-C saves a
+//! checkpoint, and a run folder takes one trainer and is reused only when asked.
 mod common;
 
-use common::{assert_clean_error, bin, root, tmp};
-use std::path::{Path, PathBuf};
-use std::process::Output;
-
-/// A small image folder: 2 classes × 6 images of 32×32, plus `extra` files.
-fn image_folder(dir: &Path) -> PathBuf {
-    let data = dir.join("data");
-    for (c, name) in ["circles", "stripes"].iter().enumerate() {
-        std::fs::create_dir_all(data.join(name)).unwrap();
-        for i in 0..6u32 {
-            let img = image::RgbImage::from_fn(32, 32, |x, y| {
-                let v = if c == 0 {
-                    (((x as i32 - 16).pow(2) + (y as i32 - 16).pow(2)) as u32 / (3 + i)) % 256
-                } else {
-                    ((x + i) * 17 % 256) ^ (y * 3)
-                };
-                image::Rgb([v as u8, (v * 2) as u8, 255 - v as u8])
-            });
-            img.save(data.join(name).join(format!("{i}.png"))).unwrap();
-        }
-    }
-    data
-}
-
-fn config(dir: &Path, data: &Path, extra: &str) -> PathBuf {
-    let text = format!(
-        r#"
-[tokenizer]
-n_embed = 1024
-embed_dim = 10
-[tokenizer.ddconfig]
-z_channels = 10
-resolution = 32
-ch = 32
-ch_mult = [1, 1, 2]
-num_res_blocks = 1
-num_att_blocks = 3
-num_heads = 4
-dist_head = "layer3"
-num_classes = 2
-merge_num = 28
-cand_distribution = "gaussian-4"
-[data]
-source = "folder"
-path = "{data}"
-batch_size = 3
-[optim]
-lr = 3e-4
-clip = 5.0
-[loss]
-perceptual_weight = 0.0
-disc_start = 2
-disc_ndf = 8
-[run]
-out_dir = "{out}"
-steps = 6
-log_every = 1
-sample_every = 3
-checkpoint_every = 3
-val_images = 4
-{extra}
-"#,
-        data = data.display(),
-        out = dir.join("run").display()
-    );
-    let p = dir.join("train.toml");
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
-fn train(cfg: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = bin();
-    c.arg("train-tokenizer").arg("--config").arg(cfg).args(args);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().unwrap()
-}
-
-fn losses(run: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|v: &serde_json::Value| v.get("rec").is_some())
-        .collect()
-}
+use common::train::{config, image_folder, losses, train};
+use common::{assert_clean_error, assert_unchanged, bin, root, snapshot, tmp};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 #[test]
 fn resume_continues_the_same_trajectory() {
@@ -195,7 +114,9 @@ fn bad_configs_and_data_are_reported() {
     assert!(out.status.success(), "{err}");
     assert!(err.contains("broken.png"), "{err}");
 
-    // A diverging run stops with the loss and step named, and saves nothing non-finite.
+    // A diverging run stops with the loss and step named, and saves nothing non-finite (in a
+    // fresh run folder: the one above holds a run, which only --resume or --force may reuse).
+    std::fs::remove_dir_all(d.join("run")).unwrap();
     let out = variant("lr = 3e-4", "lr = 1e12");
     assert_clean_error(&out, "at step");
     let err = String::from_utf8_lossy(&out.stderr);
@@ -267,4 +188,66 @@ fn checkpoint_from_before_the_layout_change_resumes() {
     let steps: Vec<u64> = losses(&run).iter().map(|l| l["step"].as_u64().unwrap()).collect();
     assert_eq!(steps, [2], "one more step after the two the old build ran");
     assert!(run.join("tokenizer_ema.safetensors").exists());
+}
+
+/// Ctrl-C saves a checkpoint at the next step boundary and `--resume` continues from it; a
+/// second trainer on the run folder is refused while the first runs; a used run folder is
+/// refused without `--resume` or `--force` and left as it was; `--force` starts over.
+#[test]
+fn interrupt_lock_and_used_run_folders() {
+    let d = tmp("sigint");
+    let data = image_folder(&d);
+    let cfg = config(&d, &data, "");
+    let long = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("steps = 6", "steps = 100000")
+        .replace("checkpoint_every = 3", "checkpoint_every = 100000");
+    std::fs::write(&cfg, &long).unwrap();
+    let run = d.join("run");
+    let child = bin()
+        .args(["train-tokenizer", "--config", cfg.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while logged_steps(&run) < 2 {
+        assert!(t0.elapsed() < Duration::from_secs(600), "the run logs no steps");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_clean_error(&train(&cfg, &["--resume"], &[]), &format!("another trainer is running in {}", run.display()));
+
+    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted") && err.contains("--resume"), "{err}");
+    assert!(!err.lines().any(|l| l.starts_with("error:")), "{err}");
+    let ckpt = mergevq::train::checkpoint::Checkpoint::load(&run.join("checkpoint.safetensors")).unwrap();
+    let step = ckpt.meta["step"].as_u64().unwrap();
+    assert_eq!(Some(step), losses(&run).last().and_then(|l| l["step"].as_u64()), "the checkpoint holds the last step");
+
+    let before = snapshot(&[&run]);
+    let out = train(&cfg, &[], &[]);
+    assert_clean_error(&out, &format!("{} holds a training run", run.display()));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--resume"));
+    assert_unchanged(&before, "train-tokenizer on a used run folder");
+
+    std::fs::write(&cfg, long.replace("steps = 100000", &format!("steps = {}", step + 1))).unwrap();
+    let out = train(&cfg, &["--resume"], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("resuming at step {step}")));
+    assert_eq!(losses(&run).last().unwrap()["step"].as_u64(), Some(step + 1));
+
+    let out = train(&cfg, &["--force"], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let steps: Vec<u64> = losses(&run).iter().map(|l| l["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, (1..=step + 1).collect::<Vec<_>>(), "--force starts the log over");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+/// Complete lines with a training loss in the run's metrics.jsonl (a line may be half written).
+fn logged_steps(run: &Path) -> usize {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap_or_default();
+    text.lines().filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v.get("rec").is_some())).count()
 }

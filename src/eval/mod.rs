@@ -8,7 +8,9 @@ pub mod probe;
 use crate::eval::inception::{InceptionV3, InputRange};
 use crate::eval::metrics::{codebook_usage, frechet_distance, psnr, ssim, Stats};
 use crate::io::data::{Augment, Batch, Loader, Source};
-use crate::io::image::{merge_map, save_png, tensor_to_rgb};
+use crate::io::image::{merge_map, tensor_to_rgb};
+use crate::io::marker::Marker;
+use crate::io::output::Outputs;
 use crate::io::weights::Weights;
 use crate::loss::lpips::Lpips;
 use crate::tokenizer::tome::KeepPlan;
@@ -99,8 +101,8 @@ fn inception_features(net: &InceptionV3, x: Tensor<4>) -> Vec<Vec<f32>> {
     (0..b).map(|i| v[i * d..(i + 1) * d].to_vec()).collect()
 }
 
-/// Reconstructs the first `n` images of `source` at every kept count in `keeps`; writes a
-/// PNG grid (inputs, then per K the reconstructions and merge maps of 8 images) to `grid`.
+/// Reconstructs the first `n` images of `source` at every kept count in `keeps`; returns the
+/// reports and a grid image (inputs, then per K the reconstructions and merge maps of 8 images).
 #[allow(clippy::too_many_arguments)]
 pub fn eval_recon(
     tok: &Tokenizer,
@@ -110,9 +112,8 @@ pub fn eval_recon(
     batch: usize,
     lpips: Option<&Lpips>,
     inception: Option<&InceptionV3>,
-    grid: &Path,
     progress: &dyn Fn(u64),
-) -> Result<Vec<ReconReport>> {
+) -> Result<(Vec<ReconReport>, image::RgbImage)> {
     let device = tok.device();
     let res = tok.cfg.ddconfig.resolution;
     let aug = Augment { resolution: res as u32, random_crop: false, flip: false, pad: true };
@@ -198,8 +199,7 @@ pub fn eval_recon(
             perplexity,
         });
     }
-    save_png(&canvas, grid)?;
-    Ok(out)
+    Ok((out, canvas))
 }
 
 /// Inception features of every image in `source` (resized to 299² inside the network).
@@ -266,7 +266,11 @@ pub fn features_of(
 }
 
 /// Writes FID reference statistics (mu, sigma) and the features themselves (for KID).
-pub fn save_stats(path: &Path, feats: &[Vec<f32>]) -> Result<()> {
+/// The marker of a statistics file (`eval-gen --save-stats` replaces only a file carrying it).
+pub const STATS: Marker = Marker::format("mergevq-fid-stats-1", "mergevq statistics file (from --save-stats)");
+
+/// Writes the Inception statistics of `feats` (and the features) through `out`.
+pub fn save_stats(path: &Path, feats: &[Vec<f32>], out: &Outputs) -> Result<()> {
     let s = Stats::from_features(feats);
     let d = s.mu.len();
     let mut m = std::collections::BTreeMap::new();
@@ -282,7 +286,7 @@ pub fn save_stats(path: &Path, feats: &[Vec<f32>]) -> Result<()> {
         "features".to_string(),
         crate::io::weights::HostTensor { shape: vec![feats.len(), d], data: feats.concat() },
     );
-    crate::io::safetensors::write_safetensors(path, &m)
+    crate::io::safetensors::write_safetensors(path, &m, STATS, out)
 }
 
 /// Reads statistics written by `save_stats`: (stats, features).

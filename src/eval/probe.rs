@@ -2,6 +2,8 @@
 //! (standardisation with the training set's statistics) and one linear layer trained with
 //! AdamW and a cosine schedule; reports top-1 accuracy.
 use crate::io::data::{Augment, Loader, Source};
+use crate::io::marker::Marker;
+use crate::io::output::Outputs;
 use crate::io::safetensors::{read_safetensors, write_safetensors};
 use crate::io::weights::HostTensor;
 use crate::tokenizer::Tokenizer;
@@ -50,8 +52,11 @@ impl SplitFeatures {
         Some(Self { train: split("train")?, val: split("val")? })
     }
 
-    /// Writes the cache (atomically) under `key`.
-    pub fn save(&self, path: &Path, key: &str) -> Result<()> {
+    /// The marker of a feature cache (`probe` replaces only a file carrying it).
+    pub const MARKER: Marker = Marker::format("mergevq-probe-features-1", "mergevq probe feature cache");
+
+    /// Writes the cache under `key` through `out`.
+    pub fn save(&self, path: &Path, key: &str, out: &Outputs) -> Result<()> {
         let mut m = BTreeMap::new();
         for (s, f) in [("train", &self.train), ("val", &self.val)] {
             m.insert(format!("{s}_cls"), matrix(&f.cls));
@@ -60,7 +65,7 @@ impl SplitFeatures {
             m.insert(format!("{s}_labels"), HostTensor { shape: vec![f.labels.len()], data: labels });
         }
         m.insert("key".into(), HostTensor { shape: vec![key.len()], data: key.bytes().map(f32::from).collect() });
-        write_safetensors(path, &m)
+        write_safetensors(path, &m, Self::MARKER, out)
     }
 }
 

@@ -3,17 +3,25 @@ use anyhow::{Context, Result};
 use std::path::Path;
 
 /// Writes `data` to a temporary file next to `path`, syncs it, then renames it over `path`:
-/// a crash never leaves a half-written file under the real name.
-pub fn atomic_write(path: &Path, data: &[u8]) -> Result<()> {
+/// a crash never leaves a half-written file under the real name. Callers go through
+/// `io::output::Outputs`, which decides whether `path` may be replaced.
+pub(crate) fn atomic_write(path: &Path, data: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let tmp =
         dir.join(format!(".{}.tmp{}", path.file_name().and_then(|s| s.to_str()).unwrap_or("out"), std::process::id()));
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(data).and_then(|_| f.sync_all()).with_context(|| format!("cannot write {}", tmp.display()))?;
-    fault_before_rename(path);
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(data).and_then(|_| f.sync_all()))
+        .with_context(|| format!("cannot write {}", tmp.display()));
+    let moved = written.and_then(|_| {
+        fault_before_rename(path);
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
+    });
+    if moved.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    moved
 }
 
 /// Fault injection for tests: `MERGEVQ_FAULT_ABORT_BEFORE_RENAME=<file name>:<n>` kills the

@@ -1,6 +1,9 @@
-//! Images in and out: decode PNG/JPEG into [-1, 1] tensors, write PNGs, draw merge maps.
+//! Images in and out: decode PNG/JPEG into [-1, 1] tensors, write PNG/JPEG, draw merge maps.
+use crate::io::marker::{image_format, Format};
+use crate::io::output::Outputs;
 use anyhow::{anyhow, bail, Context, Result};
 use burn::prelude::*;
+use image::codecs::jpeg::JpegEncoder;
 use image::{imageops::FilterType, RgbImage};
 use std::path::Path;
 
@@ -72,10 +75,15 @@ pub fn tensor_to_rgb(t: Tensor<3>) -> RgbImage {
     })
 }
 
-pub fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
+/// Writes `img` through `out` as a JPEG when `path` ends in .jpg or .jpeg, else as a PNG
+/// (`Outputs` refuses other extensions).
+pub fn save_image(img: &RgbImage, path: &Path, out: &Outputs) -> Result<()> {
     let mut buf = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut buf), image::ImageFormat::Png)?;
-    crate::io::atomic::atomic_write(path, &buf)
+    match image_format(path) {
+        Some(image::ImageFormat::Jpeg) => JpegEncoder::new_with_quality(&mut buf, 95).encode_image(img)?,
+        _ => img.write_to(&mut std::io::Cursor::new(&mut buf), image::ImageFormat::Png)?,
+    }
+    out.write(path, Format::Image, &buf)
 }
 
 /// A distinct colour for group `g` (golden-angle hue steps).

@@ -4,6 +4,8 @@ pub mod ckpt;
 pub mod data;
 pub mod fs;
 pub mod image;
+pub mod marker;
+pub mod output;
 pub mod safetensors;
 pub mod scope;
 pub mod tokens;

@@ -1,9 +1,10 @@
 //! safetensors files: named tensors read as f32 or kept exact as integers, and written as f32.
-use crate::io::atomic::atomic_write;
+use crate::io::marker::{Format, Marker};
+use crate::io::output::Outputs;
 use crate::io::weights::HostTensor;
 use anyhow::{anyhow, bail, Context, Result};
 use safetensors::{Dtype, SafeTensors};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// A tensor read from a file, keeping integer tensors exact.
@@ -78,8 +79,17 @@ fn typed(shape: Vec<usize>, dtype: Dtype, b: &[u8]) -> Option<TypedTensor> {
     })
 }
 
-/// Writes named f32 tensors as safetensors, atomically (temp file + rename).
-pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, HostTensor>) -> Result<()> {
+/// Weights written by this program (`init`, the trainers' EMA exports).
+pub const WEIGHTS: Marker = Marker::format("mergevq-weights-1", "mergevq weights file");
+
+/// Writes named f32 tensors as safetensors with `marker` in the metadata, through `out`
+/// (which replaces only a file with the same marker).
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &BTreeMap<String, HostTensor>,
+    marker: Marker,
+    out: &Outputs,
+) -> Result<()> {
     use safetensors::tensor::TensorView;
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
         .iter()
@@ -89,6 +99,6 @@ pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, HostTensor>) ->
         .iter()
         .map(|(k, b, s)| Ok((k.clone(), TensorView::new(Dtype::F32, s.clone(), b)?)))
         .collect::<Result<_, safetensors::SafeTensorError>>()?;
-    let data = safetensors::serialize(views, None)?;
-    atomic_write(path, &data)
+    let meta: HashMap<String, String> = [marker.entry()].into();
+    out.write(path, Format::Safetensors(marker), &safetensors::serialize(views, Some(meta))?)
 }

@@ -2,6 +2,8 @@
 //! `group` [B, L] (int64), and the codebook size and resolution in the metadata; and the token
 //! set `extract-tokens` writes for AR training.
 use crate::io::data::{Augment, Loader, Source};
+use crate::io::marker::{Format, Marker};
+use crate::io::output::Outputs;
 use crate::tokenizer::tome::KeepPlan;
 use crate::tokenizer::Tokenizer;
 use anyhow::{anyhow, bail, Context, Result};
@@ -25,7 +27,11 @@ pub struct TokensFile {
 }
 
 impl TokensFile {
-    pub fn save(&self, path: &Path) -> Result<()> {
+    /// The marker of a tokens file (`encode` replaces only a file carrying it).
+    pub const MARKER: Marker = Marker::format("mergevq-tokens-1", "mergevq tokens file (from encode)");
+
+    /// Writes the file through `out`.
+    pub fn save(&self, path: &Path, out: &Outputs) -> Result<()> {
         let b = self.indices.len();
         let (k, l) = (self.indices[0].len(), self.group[0].len());
         let idx: Vec<u8> = self.indices.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
@@ -37,10 +43,10 @@ impl TokensFile {
         let meta: HashMap<String, String> = [
             ("bits".to_string(), self.bits.to_string()),
             ("resolution".to_string(), self.resolution.to_string()),
-            ("format".to_string(), "mergevq-tokens-1".to_string()),
+            Self::MARKER.entry(),
         ]
         .into();
-        crate::io::atomic::atomic_write(path, &safetensors::serialize(views, Some(meta))?)
+        out.write(path, Format::Safetensors(Self::MARKER), &safetensors::serialize(views, Some(meta))?)
     }
 
     pub fn load(path: &Path) -> Result<Self> {
@@ -171,7 +177,11 @@ impl TokenSet {
         Ok(())
     }
 
-    pub fn save(&self, path: &Path) -> Result<()> {
+    /// The marker of a token set (`extract-tokens` replaces only a file carrying it).
+    pub const MARKER: Marker = Marker::format("mergevq-tokenset-1", "mergevq token set (from extract-tokens)");
+
+    /// Writes the token set through `out`.
+    pub fn save(&self, path: &Path, out: &Outputs) -> Result<()> {
         let n = self.len();
         let l = self.codes.first().map(|c| c.len()).unwrap_or(0);
         let i64s = |v: Vec<i64>| -> Vec<u8> { v.into_iter().flat_map(|x| x.to_le_bytes()).collect() };
@@ -187,13 +197,13 @@ impl TokenSet {
         ];
         let cands = self.candidates.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",");
         let meta: HashMap<String, String> = [
-            ("format".to_string(), "mergevq-tokenset-1".to_string()),
+            Self::MARKER.entry(),
             ("bits".to_string(), self.bits.to_string()),
             ("candidates".to_string(), cands),
             ("classes".to_string(), self.classes.to_string()),
         ]
         .into();
-        crate::io::atomic::atomic_write(path, &safetensors::serialize(views, Some(meta))?)
+        out.write(path, Format::Safetensors(Self::MARKER), &safetensors::serialize(views, Some(meta))?)
     }
 
     pub fn load(path: &Path) -> Result<Self> {
@@ -201,7 +211,7 @@ impl TokenSet {
         let bad = |why: String| anyhow!("{} is not a mergevq token set (from extract-tokens): {why}", path.display());
         let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
         let meta = meta.metadata().clone().unwrap_or_default();
-        if meta.get("format").map(|s| s.as_str()) != Some("mergevq-tokenset-1") {
+        if meta.get(Self::MARKER.key).map(|s| s.as_str()) != Self::MARKER.value {
             bail!(bad("missing format tag".into()));
         }
         let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;

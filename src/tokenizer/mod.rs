@@ -9,7 +9,8 @@ pub mod resblock;
 pub mod tome;
 pub mod vit;
 
-use crate::io::safetensors::write_safetensors;
+use crate::io::output::Outputs;
+use crate::io::safetensors::{write_safetensors, WEIGHTS};
 use crate::io::weights::{export, Weights};
 use crate::nn::{map_to_tokens, tokens_to_map};
 use crate::tokenizer::config::TokenizerConfig;
@@ -95,9 +96,9 @@ impl Tokenizer {
         Self::load(&Weights::random(seed, device), cfg)
     }
 
-    /// Writes the weights under the reference's state-dict names (atomically).
-    pub fn save(&self, path: &Path) -> Result<()> {
-        write_safetensors(path, &export(self, &self.names))
+    /// Writes the weights under the reference's state-dict names, through `out`.
+    pub fn save(&self, path: &Path, out: &Outputs) -> Result<()> {
+        write_safetensors(path, &export(self, &self.names), WEIGHTS, out)
     }
 
     /// The device the weights live on.

@@ -4,10 +4,12 @@
 use super::checkpoint::Checkpoint;
 use super::config::{OptimConfig, Optimizer, RunConfig};
 use super::optim::{clip_scale, flat_inner, global_norm, Adam, Ema};
+use super::run_dir::{RunDir, Start};
 use super::run_loop::{Losses, Summary, Trainable};
 use crate::ar::gpt::{Gpt, GptConfig};
 use crate::ar::mergear::{first_of_group, mergear_bias};
-use crate::io::safetensors::write_safetensors;
+use crate::io::output::Outputs;
+use crate::io::safetensors::{write_safetensors, WEIGHTS};
 use crate::io::tokens::TokenSet;
 use crate::io::weights::{export, Weights};
 use anyhow::{anyhow, bail, Context, Result};
@@ -100,10 +102,13 @@ pub struct ArTrainer {
     data: TokenSet,
     train_idx: Vec<usize>,
     val_idx: Vec<usize>,
+    /// The locked run folder (`run.out_dir`).
+    pub run: RunDir,
 }
 
 impl ArTrainer {
-    pub fn new(cfg: ArConfig, resume: bool) -> Result<Self> {
+    /// A fresh run, or (`Start::Resume`) the state of the last checkpoint in `run.out_dir`.
+    pub fn new(cfg: ArConfig, start: Start) -> Result<Self> {
         let device = crate::device().autodiff();
         let data = TokenSet::load(&cfg.tokens)?;
         if data.is_empty() {
@@ -137,7 +142,8 @@ impl ArTrainer {
         let n_val = ((data.len() as f64 * cfg.val_fraction).round() as usize).min(data.len() - 1);
         let val_idx = idx[..n_val].to_vec();
         let train_idx = idx[n_val..].to_vec();
-        let ckpt = Checkpoint::resume(&cfg.run, resume)?;
+        let run = RunDir::open(&cfg.run, start, Outputs::new([&cfg.tokens]), "gpt_ema.safetensors")?;
+        let ckpt = Checkpoint::resume(&cfg.run, start == Start::Resume)?;
         let w = match &ckpt {
             Some(c) => Weights::from_map(c.groups.get("model").cloned().unwrap_or_default(), &device),
             None => Weights::random(cfg.run.seed, &device),
@@ -155,6 +161,7 @@ impl ArTrainer {
             data,
             train_idx,
             val_idx,
+            run,
             cfg,
         };
         if let Some(c) = ckpt {
@@ -232,7 +239,7 @@ impl ArTrainer {
         groups.insert("opt.m".to_string(), m);
         groups.insert("opt.v".to_string(), v);
         let meta = serde_json::json!({"step": self.step, "opt_t": self.opt.t, "ema_updates": self.ema.updates});
-        Checkpoint { groups, meta }.save(&Checkpoint::path(&self.cfg.run))
+        Checkpoint { groups, meta }.save(&Checkpoint::path(&self.cfg.run), &self.run.outputs)
     }
 
     /// One optimizer step on the images `items`; returns its "ce", "lr" and "grad_norm".
@@ -279,14 +286,16 @@ impl Trainable for ArTrainer {
         &self.cfg.run
     }
 
+    fn run_dir(&self) -> &RunDir {
+        &self.run
+    }
+
     fn next_step(&self) -> usize {
         self.step
     }
 
-    /// `run.out_dir`, and the images of each step.
+    /// The images of each step.
     fn start(&mut self) -> Result<Box<dyn Iterator<Item = Result<Vec<usize>>>>> {
-        let out = &self.cfg.run.out_dir;
-        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
         let (train_idx, batch, seed) = (self.train_idx.clone(), self.cfg.batch_size, self.cfg.run.seed);
         Ok(Box::new((self.step..).map(move |step| Ok(step_items(&train_idx, batch, seed, step)))))
     }
@@ -310,7 +319,8 @@ impl Trainable for ArTrainer {
 
     fn export(&self, out: &Path) -> Result<PathBuf> {
         let path = out.join("gpt_ema.safetensors");
-        write_safetensors(&path, &export(&self.ema.apply(self.gpt.clone()), &self.names))?;
+        let weights = export(&self.ema.apply(self.gpt.clone()), &self.names);
+        write_safetensors(&path, &weights, WEIGHTS, &self.run.outputs)?;
         Ok(path)
     }
 }

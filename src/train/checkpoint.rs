@@ -2,7 +2,8 @@
 //! both optimizers' moments under state-dict names, and the counters in its metadata. Written
 //! atomically: a crash while saving leaves the previous checkpoint intact.
 use super::config::RunConfig;
-use crate::io::atomic::atomic_write;
+use crate::io::marker::{Format, Marker};
+use crate::io::output::Outputs;
 use crate::io::weights::HostTensor;
 use anyhow::{anyhow, bail, Context, Result};
 use safetensors::tensor::TensorView;
@@ -17,6 +18,9 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
+    /// The metadata key that marks a checkpoint (a run replaces only a file carrying it).
+    pub const MARKER: Marker = Marker { key: "mergevq_checkpoint", value: None, what: "mergevq training checkpoint" };
+
     /// Where a run keeps its checkpoint: `checkpoint.safetensors` in `run.out_dir`.
     pub fn path(run: &RunConfig) -> PathBuf {
         run.out_dir.join("checkpoint.safetensors")
@@ -35,7 +39,8 @@ impl Checkpoint {
         Self::load(&p).map(Some)
     }
 
-    pub fn save(&self, path: &Path) -> Result<()> {
+    /// Writes the checkpoint through `out` (atomically).
+    pub fn save(&self, path: &Path, out: &Outputs) -> Result<()> {
         let mut flat: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::new();
         for (g, tensors) in &self.groups {
             for (name, t) in tensors {
@@ -53,8 +58,8 @@ impl Checkpoint {
             .iter()
             .map(|(k, b, s)| Ok((k.clone(), TensorView::new(Dtype::F32, s.clone(), b)?)))
             .collect::<Result<_, safetensors::SafeTensorError>>()?;
-        let meta: HashMap<String, String> = [("mergevq_checkpoint".to_string(), self.meta.to_string())].into();
-        atomic_write(path, &safetensors::serialize(views, Some(meta))?)
+        let meta: HashMap<String, String> = [(Self::MARKER.key.to_string(), self.meta.to_string())].into();
+        out.write(path, Format::Safetensors(Self::MARKER), &safetensors::serialize(views, Some(meta))?)
     }
 
     pub fn load(path: &Path) -> Result<Self> {
@@ -64,7 +69,7 @@ impl Checkpoint {
         let meta = header
             .metadata()
             .as_ref()
-            .and_then(|m| m.get("mergevq_checkpoint"))
+            .and_then(|m| m.get(Self::MARKER.key))
             .ok_or_else(|| bad("no checkpoint metadata".into()))?;
         let meta: serde_json::Value = serde_json::from_str(meta).map_err(|e| bad(e.to_string()))?;
         let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;

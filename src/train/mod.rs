@@ -3,6 +3,8 @@
 pub mod ar;
 pub mod checkpoint;
 pub mod config;
+pub mod interrupt;
 pub mod optim;
+pub mod run_dir;
 pub mod run_loop;
 pub mod tokenizer;

@@ -1,7 +1,11 @@
 //! The run loop shared by the tokenizer and AR trainers: steps to `run.steps` (or
 //! `run.max_minutes`) with a progress bar, `metrics.jsonl` lines, periodic validation and
-//! checkpoints, a loss curve, and the exported EMA weights at the end.
+//! checkpoints, a loss curve, and the exported EMA weights at the end. Ctrl-C saves a
+//! checkpoint at the next step boundary and stops (`interrupt`).
+use super::checkpoint::Checkpoint;
 use super::config::RunConfig;
+use super::interrupt::{self, Interrupted};
+use super::run_dir::RunDir;
 use anyhow::{anyhow, Result};
 use std::fs::File;
 use std::io::Write;
@@ -21,6 +25,8 @@ pub trait Trainable {
     const VAL: &'static str;
 
     fn run_config(&self) -> &RunConfig;
+    /// The locked run folder and where the trainer may write.
+    fn run_dir(&self) -> &RunDir;
     /// The next step to run (after a resume, the checkpoint's).
     fn next_step(&self) -> usize;
     /// Prepares the output folder and returns the inputs of the steps from `next_step` on.
@@ -79,12 +85,14 @@ fn log_line(metrics: &mut File, step: usize, losses: &Losses, images_per_s: Opti
 }
 
 /// Trains until `run.steps` (or `run.max_minutes`), logging, validating and checkpointing;
+/// after a SIGINT, saves the checkpoint and returns `Interrupted`.
 /// `MERGEVQ_FAULT_EXIT_AFTER_STEP=n` exits with 137 after step n (crash tests).
 pub fn run<T: Trainable>(t: &mut T) -> Result<Summary> {
+    interrupt::watch();
     let cfg = t.run_config().clone();
     let out = &cfg.out_dir;
     let mut inputs = t.start()?;
-    let mut metrics = std::fs::OpenOptions::new().create(true).append(true).open(out.join("metrics.jsonl"))?;
+    let mut metrics = t.run_dir().metrics()?;
     let (start, total) = (t.next_step(), cfg.steps);
     let pb = progress_bar(total, start);
     let t0 = Instant::now();
@@ -92,6 +100,11 @@ pub fn run<T: Trainable>(t: &mut T) -> Result<Summary> {
     let fault_exit: Option<usize> = std::env::var("MERGEVQ_FAULT_EXIT_AFTER_STEP").ok().and_then(|v| v.parse().ok());
     let mut curve: Vec<(f64, f64)> = Vec::new();
     while t.next_step() < total {
+        if interrupt::requested() {
+            pb.finish_and_clear();
+            t.save_checkpoint()?;
+            return Err(Interrupted { step: t.next_step(), checkpoint: Checkpoint::path(&cfg) }.into());
+        }
         let input = inputs.next().ok_or_else(|| anyhow!("the training inputs ended"))??;
         let n = t.images(&input);
         images += n.unwrap_or(0);
@@ -126,7 +139,8 @@ pub fn run<T: Trainable>(t: &mut T) -> Result<Summary> {
     pb.finish_and_clear();
     let images_per_s = images as f64 / t0.elapsed().as_secs_f64().max(1e-9);
     if curve.len() > 1 {
-        crate::io::image::save_png(&crate::eval::plot::line_plot(&[curve], 640, 360), &out.join("loss_curve.png"))?;
+        let plot = crate::eval::plot::line_plot(&[curve], 640, 360);
+        crate::io::image::save_image(&plot, &out.join("loss_curve.png"), &t.run_dir().outputs)?;
     }
     let exported = t.export(out)?;
     let val = t.validation()?;

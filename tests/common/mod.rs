@@ -3,6 +3,8 @@
 // Each test binary compiles this module and uses only some of it.
 #![allow(dead_code)]
 
+pub mod train;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -58,4 +60,33 @@ pub fn tiny_tokenizer(dir: &Path, seed: u64) -> PathBuf {
     let cfg = root().join("configs/tiny_32.toml");
     ok(run(&["init", "--config", cfg.to_str().unwrap(), "-o", w.to_str().unwrap(), "--seed", &seed.to_string()]));
     w
+}
+
+/// Every file and symbolic link under `dirs`: its bytes, or for a link its target.
+pub fn snapshot(dirs: &[&Path]) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo: Vec<PathBuf> = dirs.iter().map(|d| d.to_path_buf()).collect();
+    while let Some(p) = todo.pop() {
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        if meta.is_symlink() {
+            out.insert(p.clone(), std::fs::read_link(&p).unwrap().into_os_string().into_encoded_bytes());
+        } else if meta.is_dir() {
+            todo.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            out.insert(p.clone(), std::fs::read(&p).unwrap());
+        }
+    }
+    out
+}
+
+/// Every file of `before` (a `snapshot`) is still there with the same bytes.
+pub fn assert_unchanged(before: &std::collections::BTreeMap<PathBuf, Vec<u8>>, what: &str) {
+    for (p, bytes) in before {
+        let now = match std::fs::symlink_metadata(p) {
+            Ok(m) if m.is_symlink() => std::fs::read_link(p).ok().map(|t| t.into_os_string().into_encoded_bytes()),
+            Ok(m) if m.is_file() => std::fs::read(p).ok(),
+            _ => None,
+        };
+        assert!(now.as_ref() == Some(bytes), "{what}: {} changed", p.display());
+    }
 }

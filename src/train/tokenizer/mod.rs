@@ -7,8 +7,10 @@ mod step;
 use super::checkpoint::Checkpoint;
 use super::config::{DataSource, Optimizer, TrainConfig};
 use super::optim::{accumulate, clip_scale, flat_inner, global_norm, Adam, Ema};
+use super::run_dir::{RunDir, Start};
 use super::run_loop::Losses;
 use crate::io::data::{check_readable, Augment, Batch, FashionMnist, ImageFolder, Loader, Source, FASHION_MNIST_DIR};
+use crate::io::output::Outputs;
 use crate::io::weights::{export, HostTensor, Weights};
 use crate::loss::align::Teacher;
 use crate::loss::gan::{Discriminator, LeCam};
@@ -45,6 +47,8 @@ pub struct Trainer {
     train: Arc<Loader>,
     val: Arc<dyn Source>,
     teacher: Option<Teacher>,
+    /// The locked run folder (`run.out_dir`).
+    pub run: RunDir,
 }
 
 fn open_source(cfg: &TrainConfig, val: bool) -> Result<Arc<dyn Source>> {
@@ -61,9 +65,15 @@ fn open_source(cfg: &TrainConfig, val: bool) -> Result<Arc<dyn Source>> {
     })
 }
 
+/// The files and folders a run reads (its outputs may not replace or land in them).
+fn input_paths(cfg: &TrainConfig) -> Vec<PathBuf> {
+    let (d, l) = (&cfg.data, &cfg.loss);
+    [&d.path, &d.val_path, &l.lpips_weights, &l.teacher_features].into_iter().flatten().cloned().collect()
+}
+
 impl Trainer {
-    /// A fresh run, or (with `resume`) the state of the last checkpoint in `run.out_dir`.
-    pub fn new(cfg: TrainConfig, resume: bool) -> Result<Self> {
+    /// A fresh run, or (`Start::Resume`) the state of the last checkpoint in `run.out_dir`.
+    pub fn new(cfg: TrainConfig, start: Start) -> Result<Self> {
         let device = crate::device().autodiff();
         let source = open_source(&cfg, false)?;
         check_readable(source.as_ref())?;
@@ -81,7 +91,8 @@ impl Trainer {
             skipped: Arc::new(AtomicUsize::new(0)),
         });
 
-        let ckpt = Checkpoint::resume(&cfg.run, resume)?;
+        let run = RunDir::open(&cfg.run, start, Outputs::new(input_paths(&cfg)), "tokenizer_ema.safetensors")?;
+        let ckpt = Checkpoint::resume(&cfg.run, start == Start::Resume)?;
         let group = |name: &str| -> BTreeMap<String, HostTensor> {
             ckpt.as_ref().and_then(|c| c.groups.get(name).cloned()).unwrap_or_default()
         };
@@ -121,6 +132,7 @@ impl Trainer {
             train,
             val,
             teacher,
+            run,
             keep: tok.plan.clone(),
             tok,
             cfg,
@@ -207,7 +219,7 @@ impl Trainer {
 
     /// Writes the EMA weights as a plain safetensors file that `reconstruct` loads.
     pub fn export_ema(&self, path: &Path) -> Result<()> {
-        self.ema_model().save(path)
+        self.ema_model().save(path, &self.run.outputs)
     }
 
     pub fn save_checkpoint(&self) -> Result<()> {
@@ -228,7 +240,7 @@ impl Trainer {
             "plan_r": self.keep.r, "plan_total": self.keep.total_merge, "plan_res": self.keep.merge_res,
             "config": toml::to_string(&self.cfg).unwrap_or_default(),
         });
-        Checkpoint { groups, meta }.save(&Checkpoint::path(&self.cfg.run))
+        Checkpoint { groups, meta }.save(&Checkpoint::path(&self.cfg.run), &self.run.outputs)
     }
 
     fn restore(&mut self, c: &Checkpoint) -> Result<()> {

@@ -2,10 +2,11 @@
 //! validation PSNR and the exported EMA weights.
 use super::Trainer;
 use crate::io::data::Batch;
-use crate::io::image::{merge_map, save_png, tensor_to_rgb};
+use crate::io::image::{merge_map, save_image, tensor_to_rgb};
 use crate::train::config::RunConfig;
+use crate::train::run_dir::RunDir;
 use crate::train::run_loop::{self, Losses, Summary, Trainable};
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 use burn::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -42,7 +43,7 @@ impl Trainer {
                 image::imageops::overlay(&mut grid, im, (i as u32 * r) as i64, (row as u32 * r) as i64);
             }
         }
-        save_png(&grid, path)
+        save_image(&grid, path, &self.run.outputs)
     }
 }
 
@@ -55,14 +56,17 @@ impl Trainable for Trainer {
         &self.cfg.run
     }
 
+    fn run_dir(&self) -> &RunDir {
+        &self.run
+    }
+
     fn next_step(&self) -> usize {
         self.step
     }
 
     /// `run.out_dir/samples`, and `optim.accumulate` prefetched micro-batches per step.
     fn start(&mut self) -> Result<Box<dyn Iterator<Item = Result<Vec<Batch>>>>> {
-        let out = &self.cfg.run.out_dir;
-        std::fs::create_dir_all(out.join("samples")).with_context(|| format!("cannot create {}", out.display()))?;
+        self.run.outputs.dir(&self.run.dir.join("samples"))?;
         let accum = self.cfg.optim.accumulate;
         let rx = self.train.prefetch(self.step * accum, self.cfg.run.steps * accum, 4);
         Ok(Box::new(std::iter::repeat_with(move || {

@@ -4,14 +4,20 @@ use anyhow::Result;
 use mergevq::eval::metrics::{frechet_distance, kid, Stats};
 use mergevq::eval::plot::line_plot;
 use mergevq::eval::probe::{extract, linear_probe, SplitFeatures};
-use mergevq::eval::{eval_recon, features_of, load_inception, load_lpips, load_stats, save_stats, ReconReport};
-use mergevq::io::atomic::atomic_write;
+use mergevq::eval::{eval_recon, features_of, load_inception, load_lpips, load_stats, save_stats, ReconReport, STATS};
 use mergevq::io::data::{self, ImageFolder, Source};
-use mergevq::io::image::save_png;
+use mergevq::io::image::save_image;
+use mergevq::io::marker::{Format, Marker};
+use mergevq::io::output::Outputs;
 use mergevq::tokenizer::config::TokenizerConfig;
 use mergevq::tokenizer::Tokenizer;
 use mergevq::validate::{float_in, int_in, FloatRange, MAX_SIZE};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// The marker of eval-recon's report.json (a re-run replaces only a report carrying it).
+const RECON_REPORT: Marker = Marker::format("mergevq-eval-recon-1", "mergevq eval-recon report");
+/// The marker of eval-gen's report.json.
+const GEN_REPORT: Marker = Marker::format("mergevq-eval-gen-1", "mergevq eval-gen report");
 
 /// `mergevq eval-recon`.
 #[derive(clap::Args)]
@@ -45,6 +51,7 @@ pub struct EvalReconArgs {
 impl EvalReconArgs {
     pub fn run(self) -> Result<()> {
         let device = mergevq::device();
+        let outs = self.outputs()?;
         let cfg = TokenizerConfig::load(&self.config)?;
         let tok = Tokenizer::open(&cfg, &self.tokenizer, false, &device)?;
         let keeps = if self.keep.is_empty() { vec![tok.plan.kept()? as usize] } else { self.keep.clone() };
@@ -54,27 +61,43 @@ impl EvalReconArgs {
         let source = data::open(&self.data)?;
         let inc = (!self.no_fid).then(|| load_inception(&self.inception, &device)).transpose()?;
         let lp = load_lpips(&self.lpips, &device)?;
-        mergevq::io::fs::create_output_dir(&self.output)?;
         let n = self.num.min(source.len());
         let pb = progress::bar((n * keeps.len()) as u64, "eval-recon");
-        let grid = self.output.join("reconstructions.png");
-        let reports = eval_recon(&tok, source, n, &keeps, self.batch, Some(&lp), inc.as_ref(), &grid, &|k| pb.inc(k))?;
+        let (reports, grid) = eval_recon(&tok, source, n, &keeps, self.batch, Some(&lp), inc.as_ref(), &|k| pb.inc(k))?;
         pb.finish_and_clear();
         print_table(&reports);
-        self.write_report(&reports, tok.full_len())
+        save_image(&grid, &self.output.join("reconstructions.png"), &outs)?;
+        self.write_report(&reports, tok.full_len(), &outs)
+    }
+
+    /// Where eval-recon may write (anywhere but its inputs), once the output folder exists and
+    /// the files it will write there may be written.
+    fn outputs(&self) -> Result<Outputs> {
+        let outs = Outputs::new([&self.tokenizer, &self.config, Path::new(&self.data), &self.inception, &self.lpips]);
+        outs.dir(&self.output)?;
+        outs.check(&self.output.join("report.json"), Format::Json(RECON_REPORT))?;
+        for png in ["reconstructions.png", "rd_psnr.png", "rd_rfid.png"] {
+            outs.check(&self.output.join(png), Format::Image)?;
+        }
+        Ok(outs)
     }
 
     /// report.json and the rate–distortion plots (PSNR, and rFID unless skipped).
-    fn write_report(&self, reports: &[ReconReport], l: usize) -> Result<()> {
+    fn write_report(&self, reports: &[ReconReport], l: usize, outs: &Outputs) -> Result<()> {
         let out = &self.output;
-        let json = serde_json::json!({"tokenizer": self.tokenizer, "config": self.config, "data": self.data, "L": l, "results": reports});
-        atomic_write(&out.join("report.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
+        let (key, value) = RECON_REPORT.entry();
+        let json = serde_json::json!({key: value, "tokenizer": self.tokenizer, "config": self.config, "data": self.data, "L": l, "results": reports});
+        outs.write(
+            &out.join("report.json"),
+            Format::Json(RECON_REPORT),
+            serde_json::to_string_pretty(&json)?.as_bytes(),
+        )?;
         let series = |f: &dyn Fn(&ReconReport) -> Option<f64>| {
             reports.iter().filter_map(|r| f(r).map(|v| (r.keep as f64, v))).collect::<Vec<_>>()
         };
-        save_png(&line_plot(&[series(&|r| Some(r.psnr))], 480, 320), &out.join("rd_psnr.png"))?;
+        save_image(&line_plot(&[series(&|r| Some(r.psnr))], 480, 320), &out.join("rd_psnr.png"), outs)?;
         if !self.no_fid {
-            save_png(&line_plot(&[series(&|r| r.rfid)], 480, 320), &out.join("rd_rfid.png"))?;
+            save_image(&line_plot(&[series(&|r| r.rfid)], 480, 320), &out.join("rd_rfid.png"), outs)?;
         }
         println!(
             "wrote {}/{{report.json,rd_psnr.png{},reconstructions.png}}",
@@ -130,6 +153,11 @@ pub struct EvalGenArgs {
 impl EvalGenArgs {
     pub fn run(self) -> Result<()> {
         let device = mergevq::device();
+        let outs = Outputs::new([&self.samples, &self.reference, &self.inception]);
+        if let Some(p) = &self.save_stats {
+            outs.check(p, Format::Safetensors(STATS))?;
+        }
+        outs.dir(&self.output)?;
         let net = load_inception(&self.inception, &device)?;
         let features = |folder: &ImageFolder, what: &str| {
             let pb = progress::bar(folder.len() as u64, what);
@@ -145,16 +173,17 @@ impl EvalGenArgs {
             (Stats::from_features(&fr), fr)
         };
         if let Some(p) = &self.save_stats {
-            save_stats(p, &fr)?;
+            save_stats(p, &fr, &outs)?;
         }
         let gfid = frechet_distance(&Stats::from_features(&fg), &ref_stats);
         let size = fg.len().min(fr.len()).min(1000);
         let (kid_mean, kid_std) = kid(&fg, &fr, 100, size, 0);
         println!("gFID {gfid:.3}  KID {kid_mean:.5} ± {kid_std:.5}  ({} samples, {} reference)", fg.len(), fr.len());
         println!("Inception Score: not available (the registry FID weights have no classifier head)");
-        mergevq::io::fs::create_output_dir(&self.output)?;
-        let json = serde_json::json!({"samples": self.samples, "reference": self.reference, "n_samples": fg.len(), "n_reference": fr.len(), "gfid": gfid, "kid": kid_mean, "kid_std": kid_std, "inception_score": null});
-        atomic_write(&self.output.join("report.json"), serde_json::to_string_pretty(&json)?.as_bytes())
+        let (key, value) = GEN_REPORT.entry();
+        let json = serde_json::json!({key: value, "samples": self.samples, "reference": self.reference, "n_samples": fg.len(), "n_reference": fr.len(), "gfid": gfid, "kid": kid_mean, "kid_std": kid_std, "inception_score": null});
+        let text = serde_json::to_string_pretty(&json)?;
+        outs.write(&self.output.join("report.json"), Format::Json(GEN_REPORT), text.as_bytes())
     }
 }
 
@@ -195,7 +224,11 @@ impl ProbeArgs {
                 println!("using cached features {}", self.cache.display());
                 f
             }
-            None => self.extract(&tok, train_src, val_src)?,
+            None => {
+                let outs = Outputs::new([&self.tokenizer, &self.config, Path::new(&self.train), Path::new(&self.val)]);
+                outs.check(&self.cache, Format::Safetensors(SplitFeatures::MARKER))?;
+                self.extract(&tok, train_src, val_src, &outs)?
+            }
         };
         let (tr, va) = (&f.train, &f.val);
         let (epochs, lr) = (self.epochs, self.lr);
@@ -217,12 +250,13 @@ impl ProbeArgs {
         format!("{w}|{c}|{}|{}|{}|{}", self.train, self.val, self.num_train, self.num_val)
     }
 
-    /// Extracts the features of both splits and caches them.
+    /// Extracts the features of both splits and caches them through `outs`.
     fn extract(
         &self,
         tok: &Tokenizer,
         train: std::sync::Arc<dyn Source>,
         val: std::sync::Arc<dyn Source>,
+        outs: &Outputs,
     ) -> Result<SplitFeatures> {
         let pb = progress::bar((self.num_train.min(train.len()) + self.num_val.min(val.len())) as u64, "features");
         let f = SplitFeatures {
@@ -230,7 +264,7 @@ impl ProbeArgs {
             val: extract(tok, val, self.num_val, 64, &|k| pb.inc(k))?,
         };
         pb.finish_and_clear();
-        f.save(&self.cache, &self.cache_key())?;
+        f.save(&self.cache, &self.cache_key(), outs)?;
         Ok(f)
     }
 }

@@ -4,7 +4,9 @@ use crate::progress;
 use anyhow::{bail, Result};
 use mergevq::ar::generator::{Generator, GeneratorConfig};
 use mergevq::ar::sample::{generate, SampleOpts};
-use mergevq::io::image::{save_png, tensor_to_rgb};
+use mergevq::io::image::{save_image, tensor_to_rgb};
+use mergevq::io::marker::Format;
+use mergevq::io::output::Outputs;
 use mergevq::tokenizer::config::TokenizerConfig;
 use mergevq::tokenizer::Tokenizer;
 use mergevq::validate::{float_in, int_in, FloatRange, MAX_SIZE};
@@ -75,6 +77,8 @@ impl GenerateArgs {
         if self.window.is_some() && !self.mergear {
             bail!("--window sets the cache window of MergeAR decoding: add --mergear");
         }
+        let out = Outputs::new([&self.ar, &self.ar_config, &self.tokenizer, &self.config]);
+        out.check(&self.output, Format::Image)?;
         let g = Generator::open(&self.ar_config, &self.ar, &device)?;
         let cfg = TokenizerConfig::load(&self.config)?;
         let tok = Tokenizer::open(&cfg, &self.tokenizer, false, &device)?;
@@ -92,7 +96,7 @@ impl GenerateArgs {
         }
         let merge = self.merge_index(&g.cfg, &tok)?;
         let (grid, speed) = self.sample_grid(&g, &tok, merge)?;
-        save_png(&grid, &self.output)?;
+        save_image(&grid, &self.output, &out)?;
         println!(
             "{} images of class {}: {:.1} tokens/s, peak KV-cache entries {} (of {} positions){}; wrote {}",
             self.num,

@@ -2,12 +2,16 @@
 use crate::progress;
 use anyhow::{bail, Result};
 use burn::prelude::Device;
-use mergevq::io::image::{load_image, merge_map, psnr, save_png, tensor_to_rgb};
+use mergevq::io::image::{load_image, merge_map, psnr, save_image, tensor_to_rgb};
+use mergevq::io::marker::Format;
+use mergevq::io::output::Outputs;
+use mergevq::io::safetensors::WEIGHTS;
 use mergevq::io::tokens::TokensFile;
 use mergevq::tokenizer::config::TokenizerConfig;
 use mergevq::tokenizer::tome::KeepPlan;
 use mergevq::tokenizer::Tokenizer;
 use mergevq::validate::{int_in, MAX_SIZE};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// A tokenizer: its config and weights.
@@ -25,6 +29,13 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
+    /// Where a command with this model and the inputs `more` may write.
+    pub fn outputs<P: AsRef<Path>>(&self, more: impl IntoIterator<Item = P>) -> Outputs {
+        let mut out = Outputs::new([&self.config, &self.weights]);
+        more.into_iter().for_each(|p| out.add(p.as_ref()));
+        out
+    }
+
     /// The tokenizer.
     pub fn load(&self, device: &Device) -> Result<Tokenizer> {
         let cfg = TokenizerConfig::load(&self.config)?;
@@ -63,9 +74,11 @@ pub struct InitArgs {
 
 impl InitArgs {
     pub fn run(self) -> Result<()> {
+        let out = Outputs::new([&self.config]);
+        out.check(&self.output, Format::Safetensors(WEIGHTS))?;
         let cfg = TokenizerConfig::load(&self.config)?;
         let tok = Tokenizer::init(&cfg, self.seed, &mergevq::device())?;
-        tok.save(&self.output)?;
+        tok.save(&self.output, &out)?;
         println!("wrote {} (seed {})", self.output.display(), self.seed);
         Ok(())
     }
@@ -92,9 +105,15 @@ impl ReconstructArgs {
         let plan = self.keep.plan(&tok)?;
         let res = tok.cfg.ddconfig.resolution;
         let side = tok.cfg.embed_res();
-        mergevq::io::fs::create_output_dir(&self.output)?;
+        let out = self.model.outputs(&self.images);
+        out.dir(&self.output)?;
+        let names = output_names(&self.images, &self.output)?;
+        for (rec, merge) in &names {
+            out.check(rec, Format::Image)?;
+            out.check(merge, Format::Image)?;
+        }
         let pb = progress::bar(self.images.len() as u64, "reconstruct");
-        for path in &self.images {
+        for (path, (rec_path, merge_path)) in self.images.iter().zip(&names) {
             let (x, note) = load_image(path, res, &device)?;
             if let Some(n) = note {
                 pb.suspend(|| eprintln!("note: {n}"));
@@ -102,9 +121,8 @@ impl ReconstructArgs {
             let input = tensor_to_rgb(x.clone().reshape([3, res, res]));
             let t = tok.encode(x, &plan)?;
             let rec = tensor_to_rgb(tok.decode(t.quantized, &t.group).reshape([3, res, res]));
-            let name = stem(path);
-            save_png(&rec, &self.output.join(format!("{name}_rec.png")))?;
-            save_png(&merge_map(&input, &t.group[0], side), &self.output.join(format!("{name}_merge.png")))?;
+            save_image(&rec, rec_path, &out)?;
+            save_image(&merge_map(&input, &t.group[0], side), merge_path, &out)?;
             let line = format!("{}: L={} K={} PSNR={:.2} dB", path.display(), side * side, t.k, psnr(&input, &rec));
             pb.suspend(|| println!("{line}"));
             pb.inc(1);
@@ -115,9 +133,25 @@ impl ReconstructArgs {
     }
 }
 
-/// The file name without its extension, for output names.
-fn stem(p: &Path) -> String {
-    p.file_stem().and_then(|s| s.to_str()).unwrap_or("image").to_string()
+/// The reconstruction and merge-map files of each image (`<stem>_rec.png`,
+/// `<stem>_merge.png` in `dir`); refuses two images with one stem, which would write the same
+/// files.
+fn output_names(images: &[PathBuf], dir: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
+    let mut seen: HashMap<String, &Path> = HashMap::new();
+    let mut names = Vec::new();
+    for p in images {
+        let stem = p.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "image".into());
+        if let Some(first) = seen.insert(stem.clone(), p) {
+            bail!(
+                "images {} and {} would both write {}: give images with distinct file names",
+                first.display(),
+                p.display(),
+                dir.join(format!("{stem}_rec.png")).display()
+            );
+        }
+        names.push((dir.join(format!("{stem}_rec.png")), dir.join(format!("{stem}_merge.png"))));
+    }
+    Ok(names)
 }
 
 /// `mergevq encode`.
@@ -138,6 +172,8 @@ impl EncodeArgs {
         let device = mergevq::device();
         let tok = self.model.load(&device)?;
         let plan = self.keep.plan(&tok)?;
+        let out = self.model.outputs(&self.images);
+        out.check(&self.output, Format::Safetensors(TokensFile::MARKER))?;
         let res = tok.cfg.ddconfig.resolution;
         let mut file = TokensFile { bits: tok.cfg.embed_dim, resolution: res, indices: vec![], group: vec![] };
         let pb = progress::bar(self.images.len() as u64, "encode");
@@ -152,7 +188,7 @@ impl EncodeArgs {
             pb.inc(1);
         }
         pb.finish_and_clear();
-        file.save(&self.output)?;
+        file.save(&self.output, &out)?;
         println!(
             "wrote {} images × K={} tokens (L={}) to {}",
             file.indices.len(),
@@ -190,11 +226,12 @@ impl DecodeArgs {
         let tok = self.model.load(&device)?;
         let file = TokensFile::load(&self.tokens)?;
         check_fits(&file, &tok, &self.tokens)?;
-        mergevq::io::fs::create_output_dir(&self.output)?;
+        let out = self.model.outputs([&self.tokens]);
+        out.dir(&self.output)?;
         let res = tok.cfg.ddconfig.resolution;
         for (i, (idx, grp)) in file.indices.iter().zip(&file.group).enumerate() {
             let img = tok.decode_indices(idx, std::slice::from_ref(grp), &device)?;
-            save_png(&tensor_to_rgb(img.reshape([3, res, res])), &self.output.join(format!("{i}.png")))?;
+            save_image(&tensor_to_rgb(img.reshape([3, res, res])), &self.output.join(format!("{i}.png")), &out)?;
         }
         println!("wrote {} images to {}", file.indices.len(), self.output.display());
         Ok(())

@@ -2,11 +2,13 @@
 use crate::progress;
 use anyhow::Result;
 use mergevq::io::data;
+use mergevq::io::marker::Format;
+use mergevq::io::output::Outputs;
 use mergevq::io::tokens::TokenSet;
 use mergevq::tokenizer::config::TokenizerConfig;
 use mergevq::tokenizer::Tokenizer;
 use mergevq::validate::{int_in, MAX_SIZE};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// `mergevq extract-tokens`.
 #[derive(clap::Args)]
@@ -33,6 +35,8 @@ pub struct ExtractTokensArgs {
 
 impl ExtractTokensArgs {
     pub fn run(self) -> Result<()> {
+        let out = Outputs::new([&self.tokenizer, &self.config, Path::new(&self.data)]);
+        out.check(&self.output, Format::Safetensors(TokenSet::MARKER))?;
         let cfg = TokenizerConfig::load(&self.config)?;
         let tok = Tokenizer::open(&cfg, &self.tokenizer, false, &mergevq::device())?;
         let source = data::open(&self.data)?;
@@ -40,7 +44,7 @@ impl ExtractTokensArgs {
         let pb = progress::bar(n as u64, "extract-tokens");
         let set = TokenSet::extract(&tok, source, n, self.keep, self.seed, &|k| pb.inc(k))?;
         pb.finish_and_clear();
-        set.save(&self.output)?;
+        set.save(&self.output, &out)?;
         println!(
             "wrote {} images × L={} codes (K ∈ {:?}, {} classes) to {}",
             set.len(),

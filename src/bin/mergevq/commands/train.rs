@@ -2,22 +2,45 @@
 use anyhow::Result;
 use mergevq::train::ar::{ArConfig, ArTrainer};
 use mergevq::train::config::TrainConfig;
+use mergevq::train::run_dir::Start;
 use mergevq::train::tokenizer::Trainer;
 use std::path::PathBuf;
+
+/// How a run starts in a run.out_dir.
+#[derive(clap::Args)]
+pub struct StartArgs {
+    /// Continue the run in run.out_dir from its checkpoint.
+    #[arg(long, conflicts_with = "force")]
+    resume: bool,
+    /// Start over in a run.out_dir that holds a run (its log starts anew; its checkpoint and
+    /// weights are replaced).
+    #[arg(long)]
+    force: bool,
+}
+
+impl StartArgs {
+    fn start(&self) -> Start {
+        match (self.resume, self.force) {
+            (true, _) => Start::Resume,
+            (false, true) => Start::Force,
+            (false, false) => Start::Fresh,
+        }
+    }
+}
 
 /// `mergevq train-tokenizer`.
 #[derive(clap::Args)]
 pub struct TrainTokenizerArgs {
     #[arg(long)]
     config: PathBuf,
-    #[arg(long)]
-    resume: bool,
+    #[command(flatten)]
+    start: StartArgs,
 }
 
 impl TrainTokenizerArgs {
     pub fn run(self) -> Result<()> {
-        let mut t = Trainer::new(TrainConfig::load(&self.config)?, self.resume)?;
-        if self.resume {
+        let mut t = Trainer::new(TrainConfig::load(&self.config)?, self.start.start())?;
+        if self.start.resume {
             println!("resuming at step {}", t.step);
         }
         let s = t.run()?;
@@ -37,14 +60,14 @@ impl TrainTokenizerArgs {
 pub struct TrainArArgs {
     #[arg(long)]
     config: PathBuf,
-    #[arg(long)]
-    resume: bool,
+    #[command(flatten)]
+    start: StartArgs,
 }
 
 impl TrainArArgs {
     pub fn run(self) -> Result<()> {
-        let mut t = ArTrainer::new(ArConfig::load(&self.config)?, self.resume)?;
-        if self.resume {
+        let mut t = ArTrainer::new(ArConfig::load(&self.config)?, self.start.start())?;
+        if self.start.resume {
             println!("resuming at step {}", t.step);
         }
         let s = t.run()?;

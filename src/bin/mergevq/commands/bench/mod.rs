@@ -13,6 +13,8 @@ use ar::{ArBench, ArModel};
 use clap::Subcommand;
 use lfq::LfqBench;
 use measure::{median, threads};
+use mergevq::io::marker::{Format, Marker};
+use mergevq::io::output::Outputs;
 use mergevq::validate::int_in;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -45,6 +47,10 @@ pub enum Bench {
     /// groups of 4 consecutive tokens): tokens/s, peak KV-cache entries and cache memory.
     Ar(ArBench),
 }
+
+/// The marker of a --json record file (the `impl` of bench/reference.py's records is
+/// "pytorch"; ours are replaced only by ours).
+const BENCH_JSON: Marker = Marker { key: "impl", value: Some("mergevq"), what: "mergevq benchmark record file" };
 
 /// The largest batch a benchmark takes.
 const MAX_BATCH: usize = 4096;
@@ -97,20 +103,37 @@ impl Record {
 
 impl BenchArgs {
     pub fn run(self) -> Result<()> {
-        let (records, common) = match self.what {
-            Bench::All(b) => (b.records()?, b.common),
-            Bench::Tokenizer(b) => (b.records()?, b.common),
-            Bench::Train(b) => (b.records()?, b.common),
-            Bench::Tome(b) => (b.records()?, b.common),
-            Bench::Lfq(b) => (b.records()?, b.common),
-            Bench::Ar(b) => (b.records()?, b.common),
+        let outs = Outputs::default();
+        let json = self.common().json.as_ref();
+        if let Some(p) = json {
+            outs.check(p, Format::Json(BENCH_JSON))?;
+        }
+        let records = match &self.what {
+            Bench::All(b) => b.records()?,
+            Bench::Tokenizer(b) => b.records()?,
+            Bench::Train(b) => b.records()?,
+            Bench::Tome(b) => b.records()?,
+            Bench::Lfq(b) => b.records()?,
+            Bench::Ar(b) => b.records()?,
         };
-        if let Some(p) = common.json {
+        if let Some(p) = json {
             let v = serde_json::json!({"impl": "mergevq", "threads": threads(), "device": format!("{:?}", mergevq::device()), "results": records});
-            mergevq::io::atomic::atomic_write(&p, serde_json::to_string_pretty(&v)?.as_bytes())?;
+            outs.write(p, Format::Json(BENCH_JSON), serde_json::to_string_pretty(&v)?.as_bytes())?;
             println!("wrote {}", p.display());
         }
         Ok(())
+    }
+
+    /// The flags of the benchmark chosen.
+    fn common(&self) -> &Common {
+        match &self.what {
+            Bench::All(b) => &b.common,
+            Bench::Tokenizer(b) => &b.common,
+            Bench::Train(b) => &b.common,
+            Bench::Tome(b) => &b.common,
+            Bench::Lfq(b) => &b.common,
+            Bench::Ar(b) => &b.common,
+        }
     }
 }
 

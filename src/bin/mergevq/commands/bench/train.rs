@@ -5,6 +5,7 @@ use super::{Common, Record};
 use anyhow::Result;
 use mergevq::io::data::{Augment, Loader};
 use mergevq::train::config::TrainConfig;
+use mergevq::train::run_dir::Start;
 use mergevq::train::tokenizer::Trainer;
 use mergevq::validate::int_in;
 use std::path::{Path, PathBuf};
@@ -34,7 +35,7 @@ pub fn train(config: &Path, batch: usize, runs: usize) -> Result<Record> {
     // Every loss on from the first step (the discriminator too).
     cfg.loss.disc_start = 0;
     cfg.run.out_dir = std::env::temp_dir().join(format!("mergevq-bench-train-{}", std::process::id()));
-    let mut t = Trainer::new(cfg.clone(), false)?;
+    let mut t = Trainer::new(cfg.clone(), Start::Fresh)?;
     let res = cfg.tokenizer.ddconfig.resolution as u32;
     let loader = Loader {
         source: t.train_source(),

@@ -10,7 +10,9 @@ use mergevq::ar::generator::Generator;
 use mergevq::ar::sample::{generate, SampleOpts};
 use mergevq::eval::metrics::{psnr, ssim};
 use mergevq::io::data::Augment;
-use mergevq::io::image::{merge_map, rgb_to_tensor, save_png, tensor_to_rgb};
+use mergevq::io::image::{merge_map, rgb_to_tensor, save_image, tensor_to_rgb};
+use mergevq::io::marker::Format;
+use mergevq::io::output::Outputs;
 use mergevq::tokenizer::config::TokenizerConfig;
 use mergevq::tokenizer::tome::KeepPlan;
 use mergevq::tokenizer::Tokenizer;
@@ -60,12 +62,12 @@ impl DemoArgs {
         let t_start = Instant::now();
         let out = &self.output;
         let m = Models::load(&mergevq::device())?;
-        mergevq::io::fs::create_output_dir(out)?;
-        let rows = reconstructions(&m, out)?;
+        let outs = outputs(out)?;
+        let rows = reconstructions(&m, out, &outs)?;
         // The merge instruction: the first candidate, the smallest K the generator was trained with.
         let merge = 0;
-        let stats = samples(&m, merge, out)?;
-        report::write(out, &m, &rows, &stats, merge)?;
+        let stats = samples(&m, merge, out, &outs)?;
+        report::write(out, &m, &rows, &stats, merge, &outs)?;
         println!("MergeVQ demo (bundled Fashion-MNIST models), {:.1} s", t_start.elapsed().as_secs_f64());
         println!("{:>8} {:>9} {:>7}", "K", "PSNR dB", "SSIM");
         for r in &rows {
@@ -77,6 +79,18 @@ impl DemoArgs {
         println!("report: {}", out.join("report.html").display());
         Ok(())
     }
+}
+
+/// Where the demo may write (anywhere but the bundled files), once the output folder exists and
+/// the files it will write there may be written.
+fn outputs(out: &Path) -> Result<Outputs> {
+    let outs = Outputs::new([asset("assets/demo")?]);
+    outs.dir(out)?;
+    for png in ["reconstructions.png", "rate_distortion.png", "samples_mergear.png", "samples_plain.png"] {
+        outs.check(&out.join(png), Format::Image)?;
+    }
+    outs.check(&out.join("report.html"), report::FORMAT)?;
+    Ok(outs)
 }
 
 /// A bundled file: under $MERGEVQ_ASSETS if set, else the crate's assets/ folder (or ./assets).
@@ -126,7 +140,7 @@ fn test_images(res: usize, device: &Device) -> Result<Vec<Tensor<4>>> {
 /// Step 1: reconstructions and merge maps at every candidate K (largest first) and K = 16,
 /// written as reconstructions.png (inputs on top, then a reconstruction row and a merge-map row
 /// per K) and rate_distortion.png.
-fn reconstructions(m: &Models, out: &Path) -> Result<Vec<KRow>> {
+fn reconstructions(m: &Models, out: &Path, outs: &Outputs) -> Result<Vec<KRow>> {
     let res = m.tok.cfg.ddconfig.resolution;
     let pixels = test_images(res, &m.tok.device())?;
     let n = pixels.len();
@@ -147,9 +161,9 @@ fn reconstructions(m: &Models, out: &Path) -> Result<Vec<KRow>> {
         let (psnr, ssim) = reconstruct_at(&m.tok, &plan, &x, &inputs, 1 + 2 * ki, &mut grid)?;
         rows.push(KRow { k, psnr, ssim });
     }
-    save_png(&upscale(&grid, 3), &out.join("reconstructions.png"))?;
+    save_image(&upscale(&grid, 3), &out.join("reconstructions.png"), outs)?;
     let rd: Vec<(f64, f64)> = rows.iter().map(|r| (r.k as f64, r.psnr)).collect();
-    save_png(&mergevq::eval::plot::line_plot(&[rd], 480, 300), &out.join("rate_distortion.png"))?;
+    save_image(&mergevq::eval::plot::line_plot(&[rd], 480, 300), &out.join("rate_distortion.png"), outs)?;
     Ok(rows)
 }
 
@@ -181,7 +195,7 @@ fn reconstruct_at(
 /// Step 2: two class-conditional samples per class (CFG 2.0) with MergeAR decoding (cache
 /// eviction) and with plain AR decoding of the same model, from the same seed; written as
 /// samples_{mergear,plain}.png, one column per class.
-fn samples(m: &Models, merge: usize, out: &Path) -> Result<Vec<Decoding>> {
+fn samples(m: &Models, merge: usize, out: &Path, outs: &Outputs) -> Result<Vec<Decoding>> {
     let r = m.tok.cfg.ddconfig.resolution as u32;
     let classes = m.generator.cfg.gpt.class_num;
     let per_class = 2;
@@ -202,7 +216,7 @@ fn samples(m: &Models, merge: usize, out: &Path) -> Result<Vec<Decoding>> {
                 paste(&mut canvas, &img, c, j, r);
             }
         }
-        save_png(&upscale(&canvas, 3), &out.join(format!("samples_{name}.png")))?;
+        save_image(&upscale(&canvas, 3), &out.join(format!("samples_{name}.png")), outs)?;
         stats.push(Decoding { name, tokens_per_s: tokens as f64 / secs, peak_kv });
     }
     Ok(stats)

@@ -2,9 +2,17 @@
 //! the reconstruction and decoding tables and the models' provenance.
 use super::{asset, Decoding, KRow, Models};
 use anyhow::Result;
+use mergevq::io::marker::Format;
+use mergevq::io::output::Outputs;
 use std::path::Path;
 
-const HEAD: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><title>MergeVQ demo</title><style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}img{image-rendering:pixelated;max-width:100%}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:4px 10px;text-align:right}code{background:#f3f3f3;padding:1px 4px}</style></head><body>";
+/// The start of every report.html (a re-run replaces only a file that starts so).
+const MARK: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><title>MergeVQ demo</title>";
+
+/// report.html: a re-run replaces only a demo report.
+pub(super) const FORMAT: Format = Format::Text { prefix: MARK, what: "MergeVQ demo report" };
+
+const STYLE: &str = "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}img{image-rendering:pixelated;max-width:100%}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:4px 10px;text-align:right}code{background:#f3f3f3;padding:1px 4px}</style></head><body>";
 
 const INTRO: &str = "<h1>MergeVQ demo</h1><p>A MergeVQ tokenizer and a MergeAR generator trained on Fashion-MNIST (32×32, L = 64 tokens, 10-bit LFQ codes) with this program's own <code>train-tokenizer</code> and <code>train-ar</code>.</p>";
 
@@ -12,9 +20,16 @@ const INTRO: &str = "<h1>MergeVQ demo</h1><p>A MergeVQ tokenizer and a MergeAR g
 /// image decoded (the demo test reads these from the rendered page).
 const FOOT: &str = "<script>window.addEventListener('load',()=>{const i=[...document.images];document.body.dataset.images=i.length;document.body.dataset.imagesOk=i.every(x=>x.complete&&x.naturalWidth>0);document.body.dataset.tables=document.querySelectorAll('table').length;});</script></body></html>";
 
-/// Writes `out`/report.html from the PNGs already in `out`.
-pub(super) fn write(out: &Path, m: &Models, rows: &[KRow], stats: &[Decoding], merge: usize) -> Result<()> {
-    let mut html = String::from(HEAD) + INTRO;
+/// Writes `out`/report.html from the PNGs already in `out`, through `outs`.
+pub(super) fn write(
+    out: &Path,
+    m: &Models,
+    rows: &[KRow],
+    stats: &[Decoding],
+    merge: usize,
+    outs: &Outputs,
+) -> Result<()> {
+    let mut html = String::from(MARK) + STYLE + INTRO;
     html += &reconstruction_section(out, rows, m.tok.full_len())?;
     html += &generation_section(out, m, stats, merge)?;
     let provenance = |f: &str| std::fs::read_to_string(asset(f).unwrap_or_default()).unwrap_or_default();
@@ -24,7 +39,7 @@ pub(super) fn write(out: &Path, m: &Models, rows: &[KRow], stats: &[Decoding], m
         provenance("assets/demo/gpt.provenance")
     );
     html += FOOT;
-    mergevq::io::atomic::atomic_write(&out.join("report.html"), html.as_bytes())
+    outs.write(&out.join("report.html"), FORMAT, html.as_bytes())
 }
 
 /// The reconstruction grid, the PSNR/SSIM table per K and the rate–distortion plot.

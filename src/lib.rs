@@ -24,9 +24,11 @@
 //! Modules by stage: [`tokenizer`] (ToMe, LFQ, ViT, encoder, decoder, source recovery), [`ar`]
 //! (GPT, MergeAR, sampling), [`loss`], [`eval`], [`io`], [`train`]; [`parity`] runs golden cases.
 pub mod ar;
+pub mod check;
 pub mod eval;
 pub mod io;
 pub mod loss;
+pub mod memory;
 pub mod nn;
 pub mod parity;
 pub mod tokenizer;

@@ -67,25 +67,6 @@ impl ArConfig {
         cfg.validate().with_context(|| format!("bad config {}", path.display()))?;
         Ok(cfg)
     }
-
-    pub fn validate(&self) -> Result<()> {
-        self.gpt.validate()?;
-        match self.mode {
-            ArMode::Plain if self.gpt.merge_tokens != 0 => bail!("plain AR takes gpt.merge_tokens = 0"),
-            ArMode::MergeAr if self.gpt.merge_tokens == 0 => {
-                bail!("MergeAR needs gpt.merge_tokens = the number of kept-count candidates")
-            }
-            ArMode::Plain | ArMode::MergeAr => {}
-        }
-        if self.optim.lr.is_nan()
-            || self.optim.lr <= 0.0
-            || self.batch_size == 0
-            || !(0.0..1.0).contains(&self.val_fraction)
-        {
-            bail!("optim.lr > 0, batch_size ≥ 1 and val_fraction in [0, 1) are required");
-        }
-        Ok(())
-    }
 }
 
 pub struct ArTrainer {

@@ -4,3 +4,4 @@ pub mod checkpoint;
 pub mod config;
 pub mod optim;
 pub mod tokenizer;
+mod validate;

@@ -1,4 +1,5 @@
 //! `eval-recon`, `eval-gen`, `probe`: reconstruction, generation and representation metrics.
+use super::large::LargeArgs;
 use crate::progress;
 use anyhow::Result;
 use mergevq::eval::metrics::{frechet_distance, kid, Stats};
@@ -8,6 +9,7 @@ use mergevq::eval::{eval_recon, features_of, load_inception, load_lpips, load_st
 use mergevq::io::data::{self, ImageFolder, Source};
 use mergevq::io::image::save_png;
 use mergevq::io::weights::atomic_write;
+use mergevq::memory::Use;
 use mergevq::tokenizer::config::TokenizerConfig;
 use mergevq::tokenizer::Tokenizer;
 use std::path::PathBuf;
@@ -38,12 +40,15 @@ pub struct EvalReconArgs {
     lpips: PathBuf,
     #[arg(short, long)]
     output: PathBuf,
+    #[command(flatten)]
+    large: LargeArgs,
 }
 
 impl EvalReconArgs {
     pub fn run(self) -> Result<()> {
         let device = mergevq::device();
         let cfg = TokenizerConfig::load(&self.config)?;
+        self.large.tokenizer(&cfg, self.batch, Use::Inference)?;
         let tok = Tokenizer::open(&cfg, &self.tokenizer, false, &device)?;
         let keeps = if self.keep.is_empty() { vec![tok.plan.kept()? as usize] } else { self.keep.clone() };
         for &k in &keeps {
@@ -179,11 +184,14 @@ pub struct ProbeArgs {
     /// Feature cache (reused when present).
     #[arg(long, default_value = "probe_features.safetensors")]
     cache: PathBuf,
+    #[command(flatten)]
+    large: LargeArgs,
 }
 
 impl ProbeArgs {
     pub fn run(self) -> Result<()> {
         let cfg = TokenizerConfig::load(&self.config)?;
+        self.large.tokenizer(&cfg, 1, Use::Inference)?;
         let tok = Tokenizer::open(&cfg, &self.tokenizer, false, &mergevq::device())?;
         let (train_src, val_src) = (data::open(&self.train)?, data::open(&self.val)?);
         let classes = train_src.classes();

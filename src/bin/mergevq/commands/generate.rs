@@ -1,5 +1,6 @@
 //! `generate`: class-conditional sampling with the AR model (plain, or MergeAR with cache
 //! eviction), decoded by the tokenizer into one grid image.
+use super::large::LargeArgs;
 use crate::progress;
 use anyhow::{anyhow, bail, Context, Result};
 use burn::prelude::Device;
@@ -52,6 +53,8 @@ pub struct GenerateArgs {
     seed: u64,
     #[arg(short, long)]
     output: PathBuf,
+    #[command(flatten)]
+    large: LargeArgs,
 }
 
 /// Decoding throughput over a run.
@@ -66,8 +69,11 @@ struct Speed {
 impl GenerateArgs {
     pub fn run(self) -> Result<()> {
         let device = mergevq::device();
-        let (acfg, gpt) = self.load_gpt(&device)?;
         let cfg = TokenizerConfig::load(&self.config)?;
+        let acfg = ArConfig::load(&self.ar_config)?;
+        // Classifier-free guidance runs the conditional and the unconditional sequence.
+        self.large.generator(&acfg.gpt, &cfg, 2 * self.num)?;
+        let gpt = self.load_gpt(&acfg, &device)?;
         let tok = Tokenizer::open(&cfg, &self.tokenizer, false, &device)?;
         if cfg.embed_dim != acfg.gpt.bits() || tok.full_len() != acfg.gpt.block_size {
             bail!(
@@ -99,13 +105,12 @@ impl GenerateArgs {
         self.mergear.then_some(self.window)
     }
 
-    fn load_gpt(&self, device: &Device) -> Result<(ArConfig, Gpt)> {
-        let acfg = ArConfig::load(&self.ar_config)?;
+    fn load_gpt(&self, acfg: &ArConfig, device: &Device) -> Result<Gpt> {
         let w = Weights::open(&self.ar, false, device)?;
         let gpt = Gpt::load(&w, "", &acfg.gpt)
             .with_context(|| format!("AR weights {} do not fit {}", self.ar.display(), self.ar_config.display()))?;
         w.finish(&[])?;
-        Ok((acfg, gpt))
+        Ok(gpt)
     }
 
     /// The merge instruction for MergeAR models: the index of K among the kept-count

@@ -1,9 +1,11 @@
 //! `init`, `reconstruct`, `encode`, `decode`: a tokenizer's weights, and images through it.
+use super::large::LargeArgs;
 use crate::progress;
 use anyhow::{bail, Result};
 use burn::prelude::Device;
 use mergevq::io::image::{load_image, merge_map, psnr, save_png, tensor_to_rgb};
 use mergevq::io::tokens::TokensFile;
+use mergevq::memory::Use;
 use mergevq::tokenizer::config::TokenizerConfig;
 use mergevq::tokenizer::tome::KeepPlan;
 use mergevq::tokenizer::Tokenizer;
@@ -24,12 +26,15 @@ pub struct ModelArgs {
     /// Kept-token count K (a perfect square ≤ L); default: the config's.
     #[arg(long)]
     pub keep: Option<usize>,
+    #[command(flatten)]
+    pub large: LargeArgs,
 }
 
 impl ModelArgs {
     /// The tokenizer and the merge schedule of `--keep` (default: the config's K).
     pub fn load(&self, device: &Device) -> Result<(Tokenizer, KeepPlan)> {
         let cfg = TokenizerConfig::load(&self.config)?;
+        self.large.tokenizer(&cfg, 1, Use::Inference)?;
         let tok = Tokenizer::open(&cfg, &self.weights, self.ema, device)?;
         let plan = match self.keep {
             Some(k) => tok.keep(k)?,
@@ -48,11 +53,14 @@ pub struct InitArgs {
     output: PathBuf,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    #[command(flatten)]
+    large: LargeArgs,
 }
 
 impl InitArgs {
     pub fn run(self) -> Result<()> {
         let cfg = TokenizerConfig::load(&self.config)?;
+        self.large.tokenizer(&cfg, 1, Use::Inference)?;
         let tok = Tokenizer::init(&cfg, self.seed, &mergevq::device())?;
         tok.save(&self.output)?;
         println!("wrote {} (seed {})", self.output.display(), self.seed);

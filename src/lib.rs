@@ -24,7 +24,6 @@
 //! Modules by stage: [`tokenizer`] (ToMe, LFQ, ViT, encoder, decoder, source recovery), [`ar`]
 //! (GPT, MergeAR, sampling), [`loss`], [`eval`], [`io`], [`train`]; [`parity`] runs golden cases.
 pub mod ar;
-pub mod check;
 pub mod eval;
 pub mod io;
 pub mod loss;
@@ -33,6 +32,7 @@ pub mod nn;
 pub mod parity;
 pub mod tokenizer;
 pub mod train;
+pub mod validate;
 
 use burn::prelude::Device;
 

@@ -36,12 +36,22 @@ use Kind::*;
 const CASES: &[Case] = &[
     // Tokenizer (TOML): zero, negative, absurd and inconsistent sizes.
     case(Tok, "num_heads = 4", "num_heads = 4\nhead_dim = 0", "ddconfig.head_dim"),
-    case(Tok, "n_embed = 1024\nembed_dim = 10", "n_embed = 1\nembed_dim = 0", "embed_dim = 0"),
+    case(
+        Tok,
+        "n_embed = 1024\nembed_dim = 10",
+        "n_embed = 1\nembed_dim = 0",
+        "embed_dim must be an integer from 1 to 32, got 0",
+    ),
     case(Tok, "z_channels = 10", "z_channels = 0", "ddconfig.z_channels"),
     case(Tok, "resolution = 32", "resolution = 32\nout_ch = 1", "ddconfig.out_ch"),
     case(Tok, "resolution = 32", "resolution = 32\nin_channels = 0", "ddconfig.in_channels"),
-    case(Tok, "embed_dim = 10", "embed_dim = 63", "embed_dim = 63"),
-    case(Tok, "n_embed = 1024\nembed_dim = 10", "n_embed = 1099511627776\nembed_dim = 40", "embed_dim = 40"),
+    case(Tok, "embed_dim = 10", "embed_dim = 63", "embed_dim must be an integer from 1 to 32, got 63"),
+    case(
+        Tok,
+        "n_embed = 1024\nembed_dim = 10",
+        "n_embed = 1099511627776\nembed_dim = 40",
+        "embed_dim must be an integer from 1 to 32, got 40",
+    ),
     case(Tok, "n_embed = 1024", "n_embed = 1000", "n_embed"),
     case(Tok, "num_heads = 4", "num_heads = 3", "ddconfig.num_heads"),
     case(Tok, "num_heads = 4", "num_heads = 0", "ddconfig.num_heads"),

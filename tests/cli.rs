@@ -161,9 +161,9 @@ fn bad_inputs_give_one_clear_error() {
     // A non-finite weight is refused.
     let nan = d.join("nan.safetensors");
     {
-        let mut m = mergevq::io::weights::read_safetensors(&w).unwrap();
+        let mut m = mergevq::io::safetensors::read_safetensors(&w).unwrap();
         m.get_mut("decoder.conv_out.bias").unwrap().data[0] = f32::NAN;
-        mergevq::io::weights::write_safetensors(&nan, &m).unwrap();
+        mergevq::io::safetensors::write_safetensors(&nan, &m).unwrap();
     }
     assert_clean_error(
         &run(&["reconstruct", "--config", cfg_s, "--weights", nan.to_str().unwrap(), img_s, "-o", o]),

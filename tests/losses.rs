@@ -139,7 +139,7 @@ fn lpips_real_weights_rank_distances() {
     assert!(path.exists(), "run scripts/fetch-weights.sh first ({} is missing)", path.display());
     let device = mergevq::device();
     let w = mergevq::io::weights::Weights::open(&path, false, &device).unwrap();
-    let net = mergevq::loss::lpips::Lpips::load(&w, "").unwrap();
+    let net = mergevq::loss::lpips::Lpips::load(w.root()).unwrap();
     w.finish(&[]).unwrap();
     let photo = common::root().join("assets/rocket.jpg");
     let (x, _) = mergevq::io::image::load_image(&photo, 64, &device).unwrap();

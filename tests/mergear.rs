@@ -23,7 +23,7 @@ fn model(merge_tokens: usize, block: usize) -> Gpt {
     };
     // Larger-than-default weights so the logits are far from uniform.
     let w = Weights::random(7, &mergevq::device());
-    Gpt::load(&w, "", &cfg).unwrap()
+    Gpt::load(w.root(), &cfg).unwrap()
 }
 
 fn host(t: Tensor<4>) -> Vec<f32> {

@@ -221,7 +221,7 @@ fn learned_source_recovery_trains() {
     let l = losses(&d.join("run"));
     let bce: Vec<f64> = l.iter().map(|v| v["source_bce"].as_f64().expect("source_bce logged")).collect();
     assert!(bce.iter().all(|v| v.is_finite() && *v > 0.0), "{bce:?}");
-    let w = mergevq::io::weights::read_safetensors(&d.join("run/tokenizer_ema.safetensors")).unwrap();
+    let w = mergevq::io::safetensors::read_safetensors(&d.join("run/tokenizer_ema.safetensors")).unwrap();
     assert!(w.contains_key("recovery.rec_head.weight") && w.contains_key("recovery.rec_tokens"));
     std::fs::remove_dir_all(&d).ok();
 }
@@ -247,4 +247,24 @@ fn adaptive_generator_weight() {
         assert!(v["g_adv"].as_f64().unwrap().is_finite());
     }
     std::fs::remove_dir_all(&d).ok();
+}
+
+/// A checkpoint written before the library layout change still resumes: same tensor names,
+/// optimizer moments and counters (tests/data/checkpoint_v1, made by the older build).
+#[test]
+fn checkpoint_from_before_the_layout_change_resumes() {
+    let d = tmp("checkpoint-v1");
+    let fixture = root().join("tests/data/checkpoint_v1");
+    let run = d.join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::copy(fixture.join("checkpoint.safetensors"), run.join("checkpoint.safetensors")).unwrap();
+    let text = std::fs::read_to_string(fixture.join("train.toml")).unwrap();
+    let cfg = d.join("train.toml");
+    std::fs::write(&cfg, text.replace("OUT_DIR", run.to_str().unwrap())).unwrap();
+    let out = train(&cfg, &["--resume"], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("resuming at step 2"));
+    let steps: Vec<u64> = losses(&run).iter().map(|l| l["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, [2], "one more step after the two the old build ran");
+    assert!(run.join("tokenizer_ema.safetensors").exists());
 }

@@ -5,8 +5,8 @@
 //! an optional merge-instruction token for MergeAR.
 pub use crate::ar::gpt_config::GptConfig;
 use crate::ar::kv_cache::{Attend, KvCache};
-use crate::io::weights::{Init, Weights};
-use crate::nn::{attention, join, silu, Linear};
+use crate::io::{scope::Scope, weights::Init};
+use crate::nn::{attention, silu, Linear};
 use anyhow::{bail, Result};
 use burn::module::Param;
 use burn::prelude::*;
@@ -96,21 +96,21 @@ pub struct Block {
 }
 
 impl Block {
-    fn load(w: &Weights, p: &str, cfg: &GptConfig) -> Result<Self> {
+    fn load(w: Scope, cfg: &GptConfig) -> Result<Self> {
         let d = cfg.dim;
         let hidden = cfg.hidden();
         let n = Init::Normal(0.02);
         Ok(Self {
-            attention_norm: RmsNorm { weight: w.param(&join(p, "attention_norm.weight"), [d], Init::Const(1.0))? },
+            attention_norm: RmsNorm { weight: w.param("attention_norm.weight", [d], Init::Const(1.0))? },
             attention: Attention {
-                wqkv: Linear::load(w, &join(p, "attention.wqkv"), d, 3 * d, false, n)?,
-                wo: Linear::load(w, &join(p, "attention.wo"), d, d, false, n)?,
+                wqkv: Linear::load(w.pp("attention.wqkv"), d, 3 * d, false, n)?,
+                wo: Linear::load(w.pp("attention.wo"), d, d, false, n)?,
                 heads: cfg.n_head,
             },
-            ffn_norm: RmsNorm { weight: w.param(&join(p, "ffn_norm.weight"), [d], Init::Const(1.0))? },
-            w1: Linear::load(w, &join(p, "feed_forward.w1"), d, hidden, false, n)?,
-            w2: Linear::load(w, &join(p, "feed_forward.w2"), hidden, d, false, n)?,
-            w3: Linear::load(w, &join(p, "feed_forward.w3"), d, hidden, false, n)?,
+            ffn_norm: RmsNorm { weight: w.param("ffn_norm.weight", [d], Init::Const(1.0))? },
+            w1: Linear::load(w.pp("feed_forward.w1"), d, hidden, false, n)?,
+            w2: Linear::load(w.pp("feed_forward.w2"), hidden, d, false, n)?,
+            w3: Linear::load(w.pp("feed_forward.w3"), d, hidden, false, n)?,
         })
     }
 
@@ -174,7 +174,7 @@ pub struct Logits {
 }
 
 impl Gpt {
-    pub fn load(w: &Weights, p: &str, cfg: &GptConfig) -> Result<Self> {
+    pub fn load(w: Scope, cfg: &GptConfig) -> Result<Self> {
         cfg.validate()?;
         let d = cfg.dim;
         let [a, b] = cfg.factorized_bits;
@@ -182,24 +182,24 @@ impl Gpt {
         let grid = (cfg.block_size as f64).sqrt() as usize;
         let hd = d / cfg.n_head;
         Ok(Self {
-            pre_emb: w.param(&join(p, "pre_emb.weight"), [1 << a, d], n)?,
-            post_emb: w.param(&join(p, "post_emb.weight"), [1 << b, d], n)?,
-            class_emb: w.param(&join(p, "class_emb.embedding_table.weight"), [cfg.class_num + 1, d], n)?,
+            pre_emb: w.param("pre_emb.weight", [1 << a, d], n)?,
+            post_emb: w.param("post_emb.weight", [1 << b, d], n)?,
+            class_emb: w.param("class_emb.embedding_table.weight", [cfg.class_num + 1, d], n)?,
             merge_emb: if cfg.merge_tokens > 0 {
-                Some(w.param(&join(p, "merge_emb.weight"), [cfg.merge_tokens, d], n)?)
+                Some(w.param("merge_emb.weight", [cfg.merge_tokens, d], n)?)
             } else {
                 None
             },
             spatial_blocks: (0..cfg.spatial_n_layer)
-                .map(|i| Block::load(w, &join(p, &format!("spatial_blocks.{i}")), cfg))
+                .map(|i| Block::load(w.pp(format!("spatial_blocks.{i}")), cfg))
                 .collect::<Result<_>>()?,
             factorized_blocks: (0..cfg.factorized_n_layer)
-                .map(|i| Block::load(w, &join(p, &format!("factorized_blocks.{i}")), cfg))
+                .map(|i| Block::load(w.pp(format!("factorized_blocks.{i}")), cfg))
                 .collect::<Result<_>>()?,
-            norm: RmsNorm { weight: w.param(&join(p, "norm.weight"), [d], Init::Const(1.0))? },
+            norm: RmsNorm { weight: w.param("norm.weight", [d], Init::Const(1.0))? },
             head: vec![
-                Linear::load(w, &join(p, "head.0"), d, 1 << a, false, n)?,
-                Linear::load(w, &join(p, "head.1"), d, 1 << b, false, n)?,
+                Linear::load(w.pp("head.0"), d, 1 << a, false, n)?,
+                Linear::load(w.pp("head.1"), d, 1 << b, false, n)?,
             ],
             rope: Rope::new(grid, hd, cfg.rope_base, cfg.prefix()),
             // Slot 0 (the context) unrotated, slot 1 (the pre sub-token) at grid (0, 0).

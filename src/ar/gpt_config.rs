@@ -1,7 +1,7 @@
 //! The GPT's config (the reference's GPT constructor arguments), its range checks and its
 //! memory estimate.
-use crate::check::{below, int, real};
 use crate::memory::{Estimate, Use, INFERENCE_FACTOR, TRAINING_FACTOR};
+use crate::validate::{check_float, check_int, FloatRange};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
@@ -53,25 +53,26 @@ impl GptConfig {
     /// bits whose logits fit, and sizes far from overflow. Each refusal names the field.
     pub fn validate(&self) -> Result<()> {
         for (i, &b) in self.factorized_bits.iter().enumerate() {
-            int(&format!("factorized_bits[{i}]"), b, 1, 20)?;
+            check_int(&format!("factorized_bits[{i}]"), b, 1, 20)?;
         }
-        int("block_size", self.block_size, 1, 1 << 16)?;
+        check_int("block_size", self.block_size, 1, 1 << 16)?;
         let g = (self.block_size as f64).sqrt() as usize;
         if g * g != self.block_size {
             bail!("block_size {} is not a square", self.block_size);
         }
-        int("dim", self.dim, 4, 1 << 14)?;
-        int("n_head", self.n_head, 1, self.dim)?;
+        check_int("dim", self.dim, 4, 1 << 14)?;
+        check_int("n_head", self.n_head, 1, self.dim)?;
         if !self.dim.is_multiple_of(self.n_head) || !(self.dim / self.n_head).is_multiple_of(4) {
             bail!("dim {} must split into {} heads of a multiple of 4 (2-D RoPE)", self.dim, self.n_head);
         }
-        int("spatial_n_layer", self.spatial_n_layer, 1, 256)?;
-        int("factorized_n_layer", self.factorized_n_layer, 1, 64)?;
-        int("class_num", self.class_num, 1, 1 << 20)?;
-        int("merge_tokens", self.merge_tokens, 0, self.block_size)?;
-        int("multiple_of", self.multiple_of, 1, 1 << 14)?;
-        real("rope_base", self.rope_base, 2.0, 1e12)?;
-        below("class_dropout", self.class_dropout, 0.0, 1.0)
+        check_int("spatial_n_layer", self.spatial_n_layer, 1, 256)?;
+        check_int("factorized_n_layer", self.factorized_n_layer, 1, 64)?;
+        check_int("class_num", self.class_num, 1, 1 << 20)?;
+        check_int("merge_tokens", self.merge_tokens, 0, self.block_size)?;
+        check_int("multiple_of", self.multiple_of, 1, 1 << 14)?;
+        check_float("rope_base", self.rope_base, FloatRange::closed(2.0, 1e12))?;
+        check_float("class_dropout", self.class_dropout, FloatRange::below(0.0, 1.0))?;
+        Ok(())
     }
 
     pub fn bits(&self) -> usize {
@@ -80,7 +81,7 @@ impl GptConfig {
 }
 
 impl GptConfig {
-    /// SwiGLU width: int(2·4d/3) rounded up to a multiple of `multiple_of`.
+    /// SwiGLU width: check_int(2·4d/3) rounded up to a multiple of `multiple_of`.
     pub fn hidden(&self) -> usize {
         (8 * self.dim / 3).div_ceil(self.multiple_of) * self.multiple_of
     }
@@ -120,7 +121,7 @@ mod tests {
         let text = std::fs::read_to_string("configs/ar_fmnist_mergear.toml").unwrap();
         let v: toml::Value = toml::from_str(&text).unwrap();
         let cfg: super::GptConfig = v["gpt"].clone().try_into().unwrap();
-        let gpt = Gpt::load(&Weights::random(0, &crate::device()), "", &cfg).unwrap();
+        let gpt = Gpt::load(Weights::random(0, &crate::device()).root(), &cfg).unwrap();
         let real = gpt.num_params() as f64;
         let est = cfg.memory(1, Use::Inference).parameters / 4.0;
         assert!((est / real - 1.0).abs() < 0.25, "estimate {est} vs {real} parameters");

@@ -3,6 +3,7 @@
 use crate::ar::gpt::Gpt;
 use crate::ar::kv_cache::{DenseKvCache, KvCache};
 use crate::ar::mergear::EvictionPolicy;
+use crate::validate::{check_float, FloatRange};
 use anyhow::{bail, Result};
 use burn::prelude::*;
 use rand::rngs::StdRng;
@@ -22,6 +23,16 @@ pub struct SampleOpts {
 impl Default for SampleOpts {
     fn default() -> Self {
         Self { temperature: 1.0, top_k: 0, top_p: 1.0, cfg: 1.0 }
+    }
+}
+
+impl SampleOpts {
+    /// Temperature > 0, top-p in (0, 1] and a finite guidance scale, all finite.
+    pub fn validate(&self) -> Result<()> {
+        check_float("temperature", self.temperature, FloatRange::POSITIVE)?;
+        check_float("top-p", self.top_p, FloatRange::PROBABILITY)?;
+        check_float("cfg (guidance scale)", self.cfg, FloatRange::FINITE)?;
+        Ok(())
     }
 }
 
@@ -105,6 +116,7 @@ pub fn generate(
     forced: Option<&[i64]>,
 ) -> Result<Generated> {
     let cfg = &gpt.cfg;
+    o.validate()?;
     if class >= cfg.class_num {
         bail!("class {class} is outside the model's {} classes", cfg.class_num);
     }

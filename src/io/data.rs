@@ -15,6 +15,9 @@ use std::sync::Arc;
 /// Something that yields labelled images by index.
 pub trait Source: Send + Sync {
     fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     fn get(&self, i: usize) -> Result<(RgbImage, usize)>;
     fn classes(&self) -> usize;
     /// A name for messages (file path or dataset/index).
@@ -110,16 +113,13 @@ impl ImageFolder {
                 Some("png" | "jpg" | "jpeg")
             )
         };
-        let mut dirs: Vec<PathBuf> =
-            std::fs::read_dir(root)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
+        let mut dirs: Vec<PathBuf> = crate::io::fs::list_dir(root)?.into_iter().filter(|p| p.is_dir()).collect();
         dirs.sort();
         let mut files = Vec::new();
         let mut classes = Vec::new();
         let list = |d: &Path| -> Result<Vec<PathBuf>> {
-            let mut v: Vec<PathBuf> = std::fs::read_dir(d)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && is_image(p))
-                .collect();
+            let mut v: Vec<PathBuf> =
+                crate::io::fs::list_dir(d)?.into_iter().filter(|p| p.is_file() && is_image(p)).collect();
             v.sort();
             Ok(v)
         };

@@ -40,7 +40,7 @@ impl TokensFile {
             ("format".to_string(), "mergevq-tokens-1".to_string()),
         ]
         .into();
-        crate::io::weights::atomic_write(path, &safetensors::serialize(views, Some(meta))?)
+        crate::io::atomic::atomic_write(path, &safetensors::serialize(views, Some(meta))?)
     }
 
     pub fn load(path: &Path) -> Result<Self> {
@@ -193,7 +193,7 @@ impl TokenSet {
             ("classes".to_string(), self.classes.to_string()),
         ]
         .into();
-        crate::io::weights::atomic_write(path, &safetensors::serialize(views, Some(meta))?)
+        crate::io::atomic::atomic_write(path, &safetensors::serialize(views, Some(meta))?)
     }
 
     pub fn load(path: &Path) -> Result<Self> {

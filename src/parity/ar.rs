@@ -2,7 +2,7 @@
 //! with the KV cache.
 use super::{got, ints, Case, Got};
 use crate::ar::kv_cache::DenseKvCache;
-use crate::io::weights::TypedTensor;
+use crate::io::safetensors::TypedTensor;
 use anyhow::{bail, Result};
 use burn::prelude::*;
 
@@ -25,7 +25,7 @@ impl Case {
             class_dropout: 0.0,
         };
         let w = self.weights()?;
-        let gpt = crate::ar::gpt::Gpt::load(&w, "", &cfg)?;
+        let gpt = crate::ar::gpt::Gpt::load(w.root(), &cfg)?;
         w.finish(&[])?;
         let ints_of = |name: &str| -> Result<(Vec<i64>, Vec<usize>)> {
             match self.tensors.get(&format!("in.{name}")) {

@@ -1,6 +1,6 @@
 //! The comparison of a case's outputs with the recorded ones, within the case's tolerance.
 use super::{within, Case, Got, Outcome};
-use crate::io::weights::TypedTensor;
+use crate::io::safetensors::TypedTensor;
 
 impl Case {
     pub(super) fn compare(&self, got: Vec<Got>) -> Outcome {

@@ -7,7 +7,8 @@ mod losses;
 mod tokenizer;
 mod tome;
 
-use crate::io::weights::{read_safetensors_typed, HostTensor, TypedTensor, Weights};
+use crate::io::safetensors::{read_safetensors_typed, TypedTensor};
+use crate::io::weights::{HostTensor, Weights};
 use anyhow::{anyhow, bail, Context, Result};
 use burn::prelude::*;
 use serde_json::Value;
@@ -79,7 +80,7 @@ impl Case {
     /// The case's weights: weights.safetensors plus the tensors listed in `generated_weights`.
     fn weights(&self) -> Result<Weights> {
         let path = self.dir.join("weights.safetensors");
-        let mut map = if path.exists() { crate::io::weights::read_safetensors(&path)? } else { BTreeMap::new() };
+        let mut map = if path.exists() { crate::io::safetensors::read_safetensors(&path)? } else { BTreeMap::new() };
         for g in self.json["generated_weights"]["tensors"].as_array().into_iter().flatten() {
             let name = g["name"].as_str().ok_or_else(|| anyhow!("generated weight without a name"))?;
             let shape: Vec<usize> = ints(&g["shape"]).into_iter().map(|v| v as usize).collect();

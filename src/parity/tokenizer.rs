@@ -1,7 +1,8 @@
 //! Tokenizer cases: LFQ, the encoder, the decoder, source recovery, token unmerging and the
 //! whole MergeVQ encode + decode.
 use super::{got, int, ints, Case, Got};
-use crate::io::weights::{HostTensor, TypedTensor};
+use crate::io::safetensors::TypedTensor;
+use crate::io::weights::HostTensor;
 use crate::tokenizer::config::{DdConfig, K2lConfig, TokenizerConfig};
 use crate::tokenizer::lfq::Lfq;
 use crate::tokenizer::recovery::{groups_from_source, token_unmerge, SourceRecovery};
@@ -89,7 +90,7 @@ impl Case {
         let z_channels = self.config["z_channels"].as_u64().unwrap_or(18) as usize;
         let cfg = self.tokenizer_config(self.config.clone(), None, z_channels)?;
         let w = self.weights()?;
-        let enc = Encoder::load(&w, "", &cfg)?;
+        let enc = Encoder::load(w.root(), &cfg)?;
         w.finish(&[])?;
         let d = &cfg.ddconfig;
         let plan = KeepPlan::new(cfg.embed_res(), d.num_att_blocks, d.merge_num, d.merge_ratio, d.cand_distribution)?;
@@ -115,7 +116,7 @@ impl Case {
         let z_channels = self.config["z_channels"].as_u64().unwrap_or(18) as usize;
         let cfg = self.tokenizer_config(self.config.clone(), None, z_channels)?;
         let w = self.weights()?;
-        let dec = Decoder::load(&w, "", &cfg)?;
+        let dec = Decoder::load(w.root(), &cfg)?;
         w.finish(&[])?;
         Ok(vec![got("image".into(), dec.forward(self.tensor("z")?), false)])
     }
@@ -125,8 +126,7 @@ impl Case {
         let u = |k: &str, d: u64| c[k].as_u64().unwrap_or(d) as usize;
         let w = self.weights()?;
         let rec = SourceRecovery::load(
-            &w,
-            "",
+            w.root(),
             u("embed_dim", 18),
             u("full_num", 256),
             u("rec_embed_dim", 384),

@@ -1,7 +1,8 @@
 //! Token merging cases: bipartite soft matching with size and source tracking, and the
 //! JSON-only merge schedule (parse_r, check_parse_r, candidate probabilities, apply_merge).
 use super::{floats, got, ints, within, Case, Got, Outcome};
-use crate::io::weights::{HostTensor, TypedTensor};
+use crate::io::safetensors::TypedTensor;
+use crate::io::weights::HostTensor;
 use crate::tokenizer::tome::{self, bipartite_soft_matching, KeepPlan, RSpec, Tracking};
 use anyhow::{anyhow, bail, Result};
 use burn::prelude::*;

@@ -9,7 +9,8 @@ pub mod resblock;
 pub mod tome;
 pub mod vit;
 
-use crate::io::weights::{export, write_safetensors, Weights};
+use crate::io::safetensors::write_safetensors;
+use crate::io::weights::{export, Weights};
 use crate::nn::{map_to_tokens, tokens_to_map};
 use crate::tokenizer::config::TokenizerConfig;
 use crate::tokenizer::decoder::Decoder;
@@ -66,8 +67,7 @@ impl Tokenizer {
             let full = cfg.embed_res().pow(2);
             let rec_dim = k.rec_embed_dim.unwrap_or(384);
             Some(SourceRecovery::load(
-                w,
-                "recovery",
+                w.root().pp("recovery"),
                 cfg.embed_dim,
                 full,
                 rec_dim,
@@ -77,8 +77,8 @@ impl Tokenizer {
         } else {
             None
         };
-        let encoder = Encoder::load(w, "encoder", cfg)?;
-        let decoder = Decoder::load(w, "decoder", cfg)?;
+        let encoder = Encoder::load(w.root().pp("encoder"), cfg)?;
+        let decoder = Decoder::load(w.root().pp("decoder"), cfg)?;
         w.finish(NOT_TOKENIZER)?;
         Ok(Self { encoder, decoder, recovery, cfg: cfg.clone(), plan, names: w.names() })
     }
@@ -164,7 +164,7 @@ impl Tokenizer {
     /// Decodes LFQ indices (B·K, row-major) with their groups.
     pub fn decode_indices(&self, indices: &[i64], group: &[Vec<usize>], device: &Device) -> Result<Tensor<4>> {
         let b = group.len();
-        if b == 0 || indices.len() % b != 0 {
+        if b == 0 || !indices.len().is_multiple_of(b) {
             bail!("{} indices do not split into {b} images", indices.len());
         }
         let k = indices.len() / b;

@@ -3,7 +3,7 @@
 use super::ar::{ArConfig, ArMode};
 use super::config::{DataConfig, DataSource, LossConfig, OptimConfig, RunConfig, TrainConfig};
 use super::optim::Schedule;
-use crate::check::{below, int, positive, real};
+use crate::validate::{check_float, check_int, FloatRange};
 use anyhow::{bail, Result};
 
 /// Largest batch, step count and interval accepted (far beyond any run, far from overflow).
@@ -18,7 +18,10 @@ impl TrainConfig {
         self.tokenizer.validate().map_err(|e| e.context("tokenizer"))?;
         let d = &self.tokenizer.ddconfig;
         if d.drop_path > 0.0 {
-            bail!("tokenizer.ddconfig.drop_path = {} is not supported in training: allowed 0", d.drop_path);
+            bail!(
+                "tokenizer.ddconfig.drop_path must be 0 in training (stochastic depth is not supported), got {}",
+                d.drop_path
+            );
         }
         self.optim.validate("optim")?;
         self.loss.validate()?;
@@ -31,27 +34,27 @@ impl OptimConfig {
     /// Learning rate, betas, decay, accumulation, clipping, schedule and EMA in range.
     pub fn validate(&self, at: &str) -> Result<()> {
         // Any finite rate: a diverging run is stopped by the trainer with the step named.
-        positive(&format!("{at}.lr"), self.lr, f64::INFINITY)?;
-        below(&format!("{at}.betas[0]"), self.betas[0], 0.0, 1.0)?;
-        below(&format!("{at}.betas[1]"), self.betas[1], 0.0, 1.0)?;
-        real(&format!("{at}.weight_decay"), self.weight_decay, 0.0, 10.0)?;
-        int(&format!("{at}.accumulate"), self.accumulate, 1, MAX_BATCH)?;
+        check_float(&format!("{at}.lr"), self.lr, FloatRange::POSITIVE)?;
+        check_float(&format!("{at}.betas[0]"), self.betas[0], FloatRange::below(0.0, 1.0))?;
+        check_float(&format!("{at}.betas[1]"), self.betas[1], FloatRange::below(0.0, 1.0))?;
+        check_float(&format!("{at}.weight_decay"), self.weight_decay, FloatRange::closed(0.0, 10.0))?;
+        check_int(&format!("{at}.accumulate"), self.accumulate, 1, MAX_BATCH)?;
         if let Some(c) = self.clip {
-            positive(&format!("{at}.clip"), c, 1e6)?;
+            check_float(&format!("{at}.clip"), c, FloatRange::positive_to(1e6))?;
         }
-        below(&format!("{at}.ema"), self.ema, 0.0, 1.0)?;
+        check_float(&format!("{at}.ema"), self.ema, FloatRange::below(0.0, 1.0))?;
         match &self.schedule {
             Schedule::None => Ok(()),
-            Schedule::Warmup { warmup } => int(&format!("{at}.schedule.warmup"), *warmup, 0, MAX_STEPS),
+            Schedule::Warmup { warmup } => check_int(&format!("{at}.schedule.warmup"), *warmup, 0, MAX_STEPS).map(drop),
             Schedule::WarmupCosine { warmup, min_lr } => {
-                int(&format!("{at}.schedule.warmup"), *warmup, 0, MAX_STEPS)?;
-                real(&format!("{at}.schedule.min_lr"), *min_lr, 0.0, self.lr)
+                check_int(&format!("{at}.schedule.warmup"), *warmup, 0, MAX_STEPS)?;
+                check_float(&format!("{at}.schedule.min_lr"), *min_lr, FloatRange::closed(0.0, self.lr)).map(drop)
             }
             Schedule::Step { drops, rate } => {
                 for (i, &s) in drops.iter().enumerate() {
-                    int(&format!("{at}.schedule.drops[{i}]"), s, 0, MAX_STEPS)?;
+                    check_int(&format!("{at}.schedule.drops[{i}]"), s, 0, MAX_STEPS)?;
                 }
-                real(&format!("{at}.schedule.rate"), *rate, 0.0, 1.0)
+                check_float(&format!("{at}.schedule.rate"), *rate, FloatRange::closed(0.0, 1.0)).map(drop)
             }
         }
     }
@@ -71,13 +74,13 @@ impl LossConfig {
             ("source_weight", self.source_weight),
             ("adaptive_disc_weight", self.adaptive_disc_weight.unwrap_or(0.0)),
         ] {
-            real(&format!("loss.{name}"), v, 0.0, MAX_WEIGHT)?;
+            check_float(&format!("loss.{name}"), v, FloatRange::closed(0.0, MAX_WEIGHT))?;
         }
-        below("loss.label_smoothing", self.label_smoothing, 0.0, 1.0)?;
-        int("loss.codebook_enlarge_steps", self.codebook_enlarge_steps, 1, MAX_STEPS)?;
-        int("loss.disc_start", self.disc_start, 0, MAX_STEPS)?;
-        int("loss.disc_ndf", self.disc_ndf, 1, 4096)?;
-        int("loss.disc_layers", self.disc_layers, 1, 8)?;
+        check_float("loss.label_smoothing", self.label_smoothing, FloatRange::below(0.0, 1.0))?;
+        check_int("loss.codebook_enlarge_steps", self.codebook_enlarge_steps, 1, MAX_STEPS)?;
+        check_int("loss.disc_start", self.disc_start, 0, MAX_STEPS)?;
+        check_int("loss.disc_ndf", self.disc_ndf, 1, 4096)?;
+        check_int("loss.disc_layers", self.disc_layers, 1, 8)?;
         if self.perceptual_weight > 0.0 && self.lpips_weights.is_none() {
             bail!("loss.perceptual_weight > 0 needs loss.lpips_weights (run scripts/fetch-weights.sh, or set perceptual_weight = 0)");
         }
@@ -87,7 +90,7 @@ impl LossConfig {
 
 impl DataConfig {
     fn validate(&self) -> Result<()> {
-        int("data.batch_size", self.batch_size, 1, MAX_BATCH)?;
+        check_int("data.batch_size", self.batch_size, 1, MAX_BATCH)?;
         if self.source == DataSource::Folder && self.path.is_none() {
             bail!("data.path is required for a folder source");
         }
@@ -98,14 +101,14 @@ impl DataConfig {
 impl RunConfig {
     /// Steps ≥ 1; logging, sampling, checkpoint and validation intervals and the time limit in range.
     pub fn validate(&self) -> Result<()> {
-        int("run.steps", self.steps, 1, MAX_STEPS)?;
-        int("run.log_every", self.log_every, 1, MAX_STEPS)?;
-        int("run.sample_every", self.sample_every, 1, MAX_STEPS)?;
-        int("run.checkpoint_every", self.checkpoint_every, 1, MAX_STEPS)?;
-        int("run.val_every", self.val_every, 0, MAX_STEPS)?;
-        int("run.val_images", self.val_images, 1, 1 << 24)?;
+        check_int("run.steps", self.steps, 1, MAX_STEPS)?;
+        check_int("run.log_every", self.log_every, 1, MAX_STEPS)?;
+        check_int("run.sample_every", self.sample_every, 1, MAX_STEPS)?;
+        check_int("run.checkpoint_every", self.checkpoint_every, 1, MAX_STEPS)?;
+        check_int("run.val_every", self.val_every, 0, MAX_STEPS)?;
+        check_int("run.val_images", self.val_images, 1, 1 << 24)?;
         if let Some(m) = self.max_minutes {
-            positive("run.max_minutes", m, 1e9)?;
+            check_float("run.max_minutes", m, FloatRange::positive_to(1e9))?;
         }
         Ok(())
     }
@@ -122,9 +125,9 @@ impl ArConfig {
             }
             ArMode::Plain | ArMode::MergeAr => {}
         }
-        int("window", self.window, 0, self.gpt.block_size)?;
-        below("val_fraction", self.val_fraction, 0.0, 1.0)?;
-        int("batch_size", self.batch_size, 1, MAX_BATCH)?;
+        check_int("window", self.window, 0, self.gpt.block_size)?;
+        check_float("val_fraction", self.val_fraction, FloatRange::below(0.0, 1.0))?;
+        check_int("batch_size", self.batch_size, 1, MAX_BATCH)?;
         self.optim.validate("optim")?;
         self.run.validate()
     }

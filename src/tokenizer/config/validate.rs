@@ -2,8 +2,8 @@
 //! `Tokenizer::load`): a config that would make no model, or one the program cannot hold, is
 //! refused here with the field's name and its allowed range.
 use super::{DdConfig, FlagOr, K2lConfig, TokenizerConfig};
-use crate::check::{int, real};
 use crate::tokenizer::tome::KeepPlan;
+use crate::validate::{check_float, check_int, FloatRange};
 use anyhow::{bail, Result};
 
 /// Bits per code: LFQ indices are i64 and the codebook entropy forms 2^(d/2) columns per token.
@@ -16,15 +16,15 @@ const MAX_DEPTH: usize = 256;
 impl TokenizerConfig {
     /// Refuses a config that makes no model, naming the field and its allowed range.
     pub fn validate(&self) -> Result<()> {
-        int("embed_dim", self.embed_dim, 1, MAX_BITS)?;
+        check_int("embed_dim", self.embed_dim, 1, MAX_BITS)?;
         if self.n_embed != 1u64 << self.embed_dim {
             bail!("n_embed {} must be 2^embed_dim (embed_dim {})", self.n_embed, self.embed_dim);
         }
-        real("sample_minimization_weight", self.sample_minimization_weight, 0.0, 1e6)?;
-        real("batch_maximization_weight", self.batch_maximization_weight, 0.0, 1e6)?;
+        check_float("sample_minimization_weight", self.sample_minimization_weight, FloatRange::closed(0.0, 1e6))?;
+        check_float("batch_maximization_weight", self.batch_maximization_weight, FloatRange::closed(0.0, 1e6))?;
         if let Some([a, b]) = self.factorized_bits {
-            int("factorized_bits[0]", a, 1, MAX_BITS)?;
-            int("factorized_bits[1]", b, 1, MAX_BITS)?;
+            check_int("factorized_bits[0]", a, 1, MAX_BITS)?;
+            check_int("factorized_bits[1]", b, 1, MAX_BITS)?;
             if a + b != self.embed_dim {
                 bail!("factorized_bits {a}+{b} must add up to embed_dim {}", self.embed_dim);
             }
@@ -47,17 +47,15 @@ impl TokenizerConfig {
         let d = &self.ddconfig;
         if let Some(FlagOr::Value(v)) = d.isotropic {
             if v > 1 && (v > MAX_WIDTH || !v.is_multiple_of(32)) {
-                bail!(
-                    "ddconfig.isotropic = {v} is out of range: allowed a width in 32..={MAX_WIDTH}, a multiple of 32"
-                );
+                bail!("ddconfig.isotropic must be a width from 32 to {MAX_WIDTH}, a multiple of 32, got {v}");
             }
         }
         let top = d.ch * d.ch_mult[d.ch_mult.len() - 1];
         for (part, width) in [("encoder", self.encoder_dim()), ("decoder", top)] {
             if let Some(hd) = d.head_dim {
-                int("ddconfig.head_dim", hd, 1, width)?;
+                check_int("ddconfig.head_dim", hd, 1, width)?;
             }
-            int("ddconfig.num_heads", d.num_heads, 1, width)?;
+            check_int("ddconfig.num_heads", d.num_heads, 1, width)?;
             let heads = self.heads_for(width);
             if !width.is_multiple_of(heads) {
                 bail!("ddconfig.num_heads: the {part} width {width} is not divisible by {heads} heads");
@@ -75,7 +73,7 @@ impl TokenizerConfig {
         }
         if let Some(n) = d.merge_num {
             if n < 0 || n >= l {
-                bail!("ddconfig.merge_num {n} is out of range: allowed 0..={} (the encoder makes {l} tokens)", l - 1);
+                bail!("ddconfig.merge_num {n} must be an integer from 0 to {} (the encoder makes {l} tokens)", l - 1);
             }
             let k = l - n;
             let s = (k as f64).sqrt() as i64;
@@ -85,19 +83,19 @@ impl TokenizerConfig {
         }
         if let Some(r) = d.merge_ratio {
             if r < 0 || r >= l {
-                bail!("ddconfig.merge_ratio = {r} is out of range: allowed 0..={} (tokens merged per layer)", l - 1);
+                bail!("ddconfig.merge_ratio must be an integer from 0 to {} (tokens merged per layer), got {r}", l - 1);
             }
         }
         if d.merge_num.is_some_and(|n| n > 0) && d.num_att_blocks == 0 {
-            bail!("ddconfig.num_att_blocks = 0 cannot merge tokens: allowed 1..={MAX_DEPTH} when merge_num > 0");
+            bail!("ddconfig.num_att_blocks must be an integer from 1 to {MAX_DEPTH} to merge tokens (merge_num > 0), got 0");
         }
         let plan = KeepPlan::new(self.embed_res(), d.num_att_blocks, d.merge_num, d.merge_ratio, d.cand_distribution)
             .map_err(|e| anyhow::anyhow!("ddconfig.merge_num/merge_ratio: {e}"))?;
         if let Some(c) = &plan.candidates {
             if let Some(k) = c.remain.iter().find(|&&k| k < 1 || k > l) {
                 bail!(
-                    "ddconfig.cand_distribution makes a candidate K={k} outside 1..={l}: allowed fewer candidates \
-                     (the grid {s}×{s} holds K ≤ {l})",
+                    "ddconfig.cand_distribution must make kept counts K from 1 to {l} (the {s}×{s} grid), \
+                     got a candidate K={k}: use fewer candidates",
                     s = self.embed_res()
                 );
             }
@@ -114,19 +112,19 @@ impl TokenizerConfig {
 impl DdConfig {
     /// Every size field in its range; ch·ch_mult fits GroupNorm(32); the resolution divides.
     fn validate_sizes(&self) -> Result<()> {
-        int("ddconfig.in_channels", self.in_channels, 3, 3).map_err(|e| rgb(e, "in_channels"))?;
-        int("ddconfig.out_ch", self.out_ch, 3, 3).map_err(|e| rgb(e, "out_ch"))?;
-        int("ddconfig.z_channels", self.z_channels, 1, MAX_BITS)?;
-        int("ddconfig.ch", self.ch, 1, MAX_WIDTH)?;
-        int("ddconfig.ch_mult length", self.ch_mult.len(), 1, 8)?;
+        rgb("in_channels", self.in_channels)?;
+        rgb("out_ch", self.out_ch)?;
+        check_int("ddconfig.z_channels", self.z_channels, 1, MAX_BITS)?;
+        check_int("ddconfig.ch", self.ch, 1, MAX_WIDTH)?;
+        check_int("ddconfig.ch_mult length", self.ch_mult.len(), 1, 8)?;
         for (i, &m) in self.ch_mult.iter().enumerate() {
-            int(&format!("ddconfig.ch_mult[{i}]"), m, 1, 64)?;
+            check_int(&format!("ddconfig.ch_mult[{i}]"), m, 1, 64)?;
             let c = self.ch * m;
             if c > MAX_WIDTH || !c.is_multiple_of(32) {
-                bail!("ddconfig.ch*ch_mult[{i}] = {c} is out of range: allowed a multiple of 32 (GroupNorm(32)) up to {MAX_WIDTH}");
+                bail!("ddconfig.ch*ch_mult[{i}] must be a multiple of 32 (GroupNorm(32)) up to {MAX_WIDTH}, got {c}");
             }
         }
-        int("ddconfig.resolution", self.resolution, 1, MAX_RESOLUTION)?;
+        check_int("ddconfig.resolution", self.resolution, 1, MAX_RESOLUTION)?;
         let down = 1usize << (self.ch_mult.len() - 1);
         if !self.resolution.is_multiple_of(down) {
             bail!(
@@ -134,13 +132,13 @@ impl DdConfig {
                 self.resolution
             );
         }
-        int("ddconfig.num_res_blocks", self.num_res_blocks, 1, 64)?;
-        int("ddconfig.num_res_extra", self.num_res_extra, 0, 64)?;
-        int("ddconfig.num_att_blocks", self.num_att_blocks, 0, MAX_DEPTH)?;
-        int("ddconfig.num_rep_blocks", self.num_rep_blocks, 0, MAX_DEPTH)?;
-        real("ddconfig.drop_path", self.drop_path, 0.0, 1.0)?;
+        check_int("ddconfig.num_res_blocks", self.num_res_blocks, 1, 64)?;
+        check_int("ddconfig.num_res_extra", self.num_res_extra, 0, 64)?;
+        check_int("ddconfig.num_att_blocks", self.num_att_blocks, 0, MAX_DEPTH)?;
+        check_int("ddconfig.num_rep_blocks", self.num_rep_blocks, 0, MAX_DEPTH)?;
+        check_float("ddconfig.drop_path", self.drop_path, FloatRange::closed(0.0, 1.0))?;
         if let Some(n) = self.num_classes {
-            int("ddconfig.num_classes", n, 1, 1 << 20)?;
+            check_int("ddconfig.num_classes", n, 1, 1 << 20)?;
         }
         self.validate_dist_head()
     }
@@ -149,7 +147,7 @@ impl DdConfig {
     fn validate_dist_head(&self) -> Result<()> {
         match &self.dist_head {
             Some(FlagOr::Value(s)) if s != "layer3" && s != "layer2" => {
-                bail!("ddconfig.dist_head = {s:?} is not supported: allowed true, false, \"layer3\" or \"layer2\"")
+                bail!("ddconfig.dist_head must be true, false, \"layer3\" or \"layer2\", got {s:?}")
             }
             _ => Ok(()),
         }
@@ -157,8 +155,11 @@ impl DdConfig {
 }
 
 /// The image pipeline (loading, LPIPS, metrics) is RGB.
-fn rgb(e: anyhow::Error, field: &str) -> anyhow::Error {
-    anyhow::anyhow!("{e} (only RGB images are supported: ddconfig.{field} must be 3)")
+fn rgb(field: &str, v: usize) -> Result<()> {
+    if v != 3 {
+        bail!("ddconfig.{field} must be 3 (only RGB images are supported), got {v}");
+    }
+    Ok(())
 }
 
 impl K2lConfig {
@@ -166,12 +167,12 @@ impl K2lConfig {
     fn validate(&self, embed_dim: usize, full: usize) -> Result<()> {
         let heads = self.num_heads.unwrap_or(8);
         let width = self.rec_embed_dim.unwrap_or(384);
-        int("k2lconfig.num_heads", heads, 1, 256)?;
-        int("k2lconfig.rec_embed_dim", width, 1, MAX_WIDTH)?;
+        check_int("k2lconfig.num_heads", heads, 1, 256)?;
+        check_int("k2lconfig.rec_embed_dim", width, 1, MAX_WIDTH)?;
         if !width.is_multiple_of(heads) {
             bail!("k2lconfig.rec_embed_dim {width} is not divisible by k2lconfig.num_heads {heads}");
         }
-        int("k2lconfig.num_layers", self.num_layers.unwrap_or(2), 1, MAX_DEPTH)?;
+        check_int("k2lconfig.num_layers", self.num_layers.unwrap_or(2), 1, MAX_DEPTH)?;
         if let Some(f) = self.full_num.filter(|&f| f != full) {
             bail!("k2lconfig.full_num = {f} must equal the encoder's token count L = {full}");
         }
@@ -179,7 +180,7 @@ impl K2lConfig {
             bail!("k2lconfig.embed_dim = {e} must equal embed_dim = {embed_dim}");
         }
         if let Some(k) = self.keep_num {
-            int("k2lconfig.keep_num", k, 1, full)?;
+            check_int("k2lconfig.keep_num", k, 1, full)?;
         }
         Ok(())
     }

@@ -7,6 +7,7 @@ use mergevq::io::tokens::TokenSet;
 use mergevq::memory::Use;
 use mergevq::tokenizer::config::TokenizerConfig;
 use mergevq::tokenizer::Tokenizer;
+use mergevq::validate::{int_in, MAX_SIZE};
 use std::path::PathBuf;
 
 /// `mergevq extract-tokens`.
@@ -23,10 +24,10 @@ pub struct ExtractTokensArgs {
     #[arg(short, long)]
     output: PathBuf,
     /// Fix K for every image (default: drawn from the tokenizer's candidate list).
-    #[arg(long)]
+    #[arg(long, value_parser = int_in(1, MAX_SIZE))]
     keep: Option<usize>,
     /// Only the first N images.
-    #[arg(long)]
+    #[arg(long, value_parser = int_in(1, MAX_SIZE))]
     limit: Option<usize>,
     #[arg(long, default_value_t = 0)]
     seed: u64,

@@ -31,7 +31,7 @@ impl TrainTokenizerArgs {
             "trained {} steps ({:.1} images/s); validation PSNR (EMA) {:.2} dB; wrote {}",
             s.steps,
             s.images_per_s,
-            s.val_psnr,
+            s.val,
             s.exported.display()
         );
         Ok(())
@@ -57,8 +57,8 @@ impl TrainArArgs {
         if self.resume {
             println!("resuming at step {}", t.step);
         }
-        let (val, path) = t.run()?;
-        println!("validation loss (EMA) {val:.4}; wrote {}", path.display());
+        let s = t.run()?;
+        println!("validation loss (EMA) {:.4}; wrote {}", s.val, s.exported.display());
         Ok(())
     }
 }

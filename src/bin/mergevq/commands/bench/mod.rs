@@ -14,6 +14,7 @@ use ar::{ArBench, ArModel};
 use clap::Subcommand;
 use lfq::LfqBench;
 use measure::{median, threads};
+use mergevq::validate::int_in;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use tokenizer::TokenizerBench;
@@ -46,11 +47,14 @@ pub enum Bench {
     Ar(ArBench),
 }
 
+/// The largest batch a benchmark takes.
+const MAX_BATCH: usize = 4096;
+
 /// Flags every benchmark takes.
 #[derive(clap::Args, Clone)]
 pub struct Common {
     /// Timed runs after one warm-up.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = int_in(1, 100_000))]
     runs: usize,
     /// Also write the records as JSON.
     #[arg(long)]
@@ -60,9 +64,9 @@ pub struct Common {
 }
 
 impl Common {
-    /// Timed runs (at least one).
+    /// Timed runs (at least one: the parser refuses 0).
     fn runs(&self) -> usize {
-        self.runs.max(1)
+        self.runs
     }
 }
 
@@ -106,7 +110,7 @@ impl BenchArgs {
         };
         if let Some(p) = common.json {
             let v = serde_json::json!({"impl": "mergevq", "threads": threads(), "device": format!("{:?}", mergevq::device()), "results": records});
-            mergevq::io::weights::atomic_write(&p, serde_json::to_string_pretty(&v)?.as_bytes())?;
+            mergevq::io::atomic::atomic_write(&p, serde_json::to_string_pretty(&v)?.as_bytes())?;
             println!("wrote {}", p.display());
         }
         Ok(())
@@ -119,7 +123,7 @@ pub struct AllBench {
     #[command(flatten)]
     common: Common,
     /// Batch sizes for the tokenizer benchmarks.
-    #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 8])]
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 8], value_parser = int_in(1, MAX_BATCH))]
     batches: Vec<usize>,
     /// Leave out the training step (it needs Fashion-MNIST and the LPIPS weights).
     #[arg(long)]

@@ -7,6 +7,7 @@ use burn::prelude::*;
 use mergevq::memory::Use;
 use mergevq::tokenizer::config::TokenizerConfig;
 use mergevq::tokenizer::Tokenizer;
+use mergevq::validate::{int_in, MAX_SIZE};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -15,10 +16,10 @@ use std::time::Instant;
 pub struct TokenizerBench {
     #[arg(long)]
     config: PathBuf,
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = int_in(1, super::MAX_BATCH))]
     batch: usize,
     /// Kept-token count K (default: the config's).
-    #[arg(long)]
+    #[arg(long, value_parser = int_in(1, MAX_SIZE))]
     keep: Option<usize>,
     #[command(flatten)]
     pub common: Common,

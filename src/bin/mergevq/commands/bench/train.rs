@@ -8,6 +8,7 @@ use mergevq::io::data::{Augment, Loader};
 use mergevq::memory::Use;
 use mergevq::train::config::TrainConfig;
 use mergevq::train::tokenizer::Trainer;
+use mergevq::validate::int_in;
 use std::path::{Path, PathBuf};
 
 /// `mergevq bench train`.
@@ -16,7 +17,7 @@ pub struct TrainBench {
     /// A train-tokenizer config (its data, losses and model).
     #[arg(long)]
     config: PathBuf,
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = int_in(1, super::MAX_BATCH))]
     batch: usize,
     #[command(flatten)]
     pub common: Common,

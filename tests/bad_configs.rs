@@ -149,6 +149,7 @@ const CASES: &[Case] = &[
     case(Train, "steps = 6", "steps = 6\nsample_every = 0", "run.sample_every"),
     case(Train, "steps = 6", "steps = 6\nval_images = 0", "run.val_images"),
     case(Train, "steps = 6", "steps = 6\nmax_minutes = -5.0", "run.max_minutes"),
+    case(Train, "ch = 32", "ch = 8192", "--allow-large"),
     // The train-ar config and its GPT.
     case(Ar, "n_head = 4", "n_head = 0", "gpt: n_head"),
     case(Ar, "n_head = 4", "n_head = 3", "heads"),
@@ -282,4 +283,17 @@ fn every_shipped_config_loads() {
         }
     }
     assert!(n >= 10, "{n} configs");
+}
+
+/// `--allow-large` is accepted by the commands that build models and changes nothing for a
+/// model that fits.
+#[test]
+fn allow_large_is_accepted() {
+    let d = tmp("allow-large");
+    let out = d.join("tok.safetensors");
+    let cfg = root().join("configs/tiny_32.toml");
+    let o = run(&["init", "--config", cfg.to_str().unwrap(), "-o", out.to_str().unwrap(), "--allow-large"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.exists());
+    std::fs::remove_dir_all(&d).ok();
 }

@@ -34,6 +34,11 @@ const fn case(kind: Kind, from: &'static str, to: &'static str, needle: &'static
 use Kind::*;
 
 const CASES: &[Case] = &[
+    // TOML syntax and type errors keep the line (and the key) in the message.
+    case(Tok, "num_heads = 4", "num_heads = \"four\"", "line 12"),
+    case(Tok, "num_heads = 4", "num_heads = 4\nnum_hedas = 4", "unknown field `num_hedas`"),
+    case(Train, "lr = 3e-4", "lr = [1]", ", line "),
+    case(Ar, "[gpt]", "[gpt\n", ", line "),
     // Tokenizer (TOML): zero, negative, absurd and inconsistent sizes.
     case(Tok, "num_heads = 4", "num_heads = 4\nhead_dim = 0", "ddconfig.head_dim"),
     case(

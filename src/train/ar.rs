@@ -10,7 +10,7 @@ use crate::ar::mergear::{first_of_group, mergear_bias};
 use crate::io::safetensors::write_safetensors;
 use crate::io::tokens::TokenSet;
 use crate::io::weights::{export, Weights};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
@@ -59,8 +59,7 @@ fn val_fraction() -> f64 {
 impl ArConfig {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
-        let mut cfg: Self =
-            toml::from_str(&text).map_err(|e| anyhow!("bad config {}: {}", path.display(), e.message()))?;
+        let mut cfg: Self = toml::from_str(&text).map_err(|e| crate::validate::toml_error(path, &text, &e))?;
         let base = path.parent().unwrap_or(Path::new("."));
         if cfg.tokens.is_relative() && !cfg.tokens.exists() && base.join(&cfg.tokens).exists() {
             cfg.tokens = base.join(&cfg.tokens);

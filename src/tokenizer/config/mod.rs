@@ -1,7 +1,7 @@
 //! Tokenizer configuration: the reference's `ddconfig` fields, as TOML, or read from the
 //! official YAML configs (`model.init_args.{ddconfig, n_embed, embed_dim, k2lconfig}`).
 use super::tome::CandDistribution;
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -124,7 +124,7 @@ impl TokenizerConfig {
         let cfg: Self = if ext == "yaml" || ext == "yml" {
             Self::from_yaml(&text).with_context(|| format!("bad config {}", path.display()))?
         } else {
-            toml::from_str(&text).map_err(|e| anyhow!("bad config {}: {}", path.display(), e.message()))?
+            toml::from_str(&text).map_err(|e| crate::validate::toml_error(path, &text, &e))?
         };
         cfg.validate().with_context(|| format!("bad config {}", path.display()))?;
         Ok(cfg)

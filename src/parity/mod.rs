@@ -283,6 +283,7 @@ impl Case {
             embed_dim,
             token_factorization: false,
             factorized_bits: None,
+            preprocess: Default::default(),
         })
     }
 

@@ -1,5 +1,6 @@
 //! Tokenizer configuration: the reference's `ddconfig` fields, as TOML, or read from the
 //! official YAML configs (`model.init_args.{ddconfig, n_embed, embed_dim, k2lconfig}`).
+use crate::io::preprocess::Preprocess;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -98,6 +99,9 @@ pub struct TokenizerConfig {
     pub token_factorization: bool,
     #[serde(default)]
     pub factorized_bits: Option<[usize; 2]>,
+    /// How inputs of another size than the resolution become model inputs (default `pad`).
+    #[serde(default)]
+    pub preprocess: Preprocess,
 }
 
 impl TokenizerConfig {
@@ -130,7 +134,8 @@ impl TokenizerConfig {
         let n_embed = serde_yaml::from_value(field("n_embed")?).map_err(|e| anyhow!("n_embed: {e}"))?;
         let embed_dim = serde_yaml::from_value(field("embed_dim")?).map_err(|e| anyhow!("embed_dim: {e}"))?;
         let token_factorization = args.get("token_factorization").and_then(|v| v.as_bool()).unwrap_or(false);
-        Ok(Self { ddconfig, k2lconfig, n_embed, embed_dim, token_factorization, factorized_bits: None })
+        let preprocess = Preprocess::default();
+        Ok(Self { ddconfig, k2lconfig, n_embed, embed_dim, token_factorization, factorized_bits: None, preprocess })
     }
 
     pub fn validate(&self) -> Result<()> {

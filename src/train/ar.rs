@@ -288,7 +288,10 @@ impl ArTrainer {
         }
         pb.finish_and_clear();
         if curve.len() > 1 {
-            crate::io::image::save_png(&crate::eval::plot::line_plot(&[curve], 640, 360), &out.join("loss_curve.png"))?;
+            crate::io::image::save_png(
+                &crate::eval::plot::LinePlot::new("step", "loss").with("training loss", curve).render(640, 360)?,
+                &out.join("loss_curve.png"),
+            )?;
         }
         let val = self.validate()?;
         writeln!(metrics, "{}", serde_json::json!({"step": self.step, "val_ce": val, "final": true}))?;

@@ -80,8 +80,12 @@ impl Trainer {
         check_readable(source.as_ref())?;
         let val = open_source(&cfg, true)?;
         let res = cfg.tokenizer.ddconfig.resolution as u32;
-        let augment =
-            Augment { resolution: res, random_crop: cfg.data.random_crop, flip: cfg.data.flip, pad: cfg.data.pad };
+        let augment = Augment {
+            resolution: res,
+            random_crop: cfg.data.random_crop,
+            flip: cfg.data.flip,
+            preprocess: cfg.tokenizer.preprocess,
+        };
         let strong = Augment { random_crop: true, flip: true, ..augment.clone() };
         let train = Arc::new(Loader {
             source,
@@ -373,7 +377,8 @@ impl Trainer {
             None => KeepPlan::new(self.cfg.tokenizer.embed_res(), d.num_att_blocks, d.merge_num, d.merge_ratio, None)?,
         };
         let res = d.resolution as u32;
-        let aug = Augment { resolution: res, random_crop: false, flip: false, pad: self.cfg.data.pad };
+        let aug =
+            Augment { resolution: res, random_crop: false, flip: false, preprocess: self.cfg.tokenizer.preprocess };
         let loader = Loader {
             source: self.val.clone(),
             augment: aug.clone(),
@@ -515,7 +520,10 @@ impl Trainer {
         pb.finish_and_clear();
         let images_per_s = images as f64 / t0.elapsed().as_secs_f64().max(1e-9);
         if curve.len() > 1 {
-            save_png(&crate::eval::plot::line_plot(&[curve], 640, 360), &out.join("loss_curve.png"))?;
+            save_png(
+                &crate::eval::plot::LinePlot::new("step", "loss").with("training loss", curve).render(640, 360)?,
+                &out.join("loss_curve.png"),
+            )?;
         }
         let exported = out.join("tokenizer_ema.safetensors");
         self.export_ema(&exported)?;

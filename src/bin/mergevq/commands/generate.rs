@@ -117,7 +117,9 @@ impl GenerateArgs {
             }
             return Ok(None);
         }
-        let cands: Vec<usize> = TokenSet::load(&acfg.tokens).map(|t| t.candidates).unwrap_or_default();
+        let cands = TokenSet::load(&acfg.tokens)
+            .with_context(|| format!("the token set of {} (its kept-count candidates)", self.ar_config.display()))?
+            .candidates;
         let k = self.keep.unwrap_or(tok.plan.kept()? as usize);
         let index = cands.iter().position(|&c| c == k);
         Ok(Some(index.ok_or_else(|| anyhow!("K={k} is not among the model's kept-count candidates {cands:?}"))?))

@@ -1,6 +1,6 @@
 //! `init`, `reconstruct`, `encode`, `decode`: a tokenizer's weights, and images through it.
 use crate::progress;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use burn::prelude::Device;
 use mergevq::io::image::{load_image, merge_map, psnr, save_png, tensor_to_rgb};
 use mergevq::io::tokens::TokensFile;
@@ -65,7 +65,7 @@ impl InitArgs {
 pub struct ReconstructArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Images (PNG/JPEG); other sizes are resized and centre-cropped to the config's resolution.
+    /// Images (PNG/JPEG); other sizes are padded or resized to the config's resolution (its `preprocess`).
     #[arg(required = true)]
     images: Vec<PathBuf>,
     #[arg(short, long)]
@@ -81,7 +81,7 @@ impl ReconstructArgs {
         std::fs::create_dir_all(&self.output)?;
         let pb = progress::bar(self.images.len() as u64, "reconstruct");
         for path in &self.images {
-            let (x, note) = load_image(path, res, &device)?;
+            let (x, note) = load_image(path, res, tok.cfg.preprocess, &device)?;
             if let Some(n) = note {
                 pb.suspend(|| eprintln!("note: {n}"));
             }
@@ -125,7 +125,7 @@ impl EncodeArgs {
         let mut file = TokensFile { bits: tok.cfg.embed_dim, resolution: res, indices: vec![], group: vec![] };
         let pb = progress::bar(self.images.len() as u64, "encode");
         for path in &self.images {
-            let (x, note) = load_image(path, res, &device)?;
+            let (x, note) = load_image(path, res, tok.cfg.preprocess, &device)?;
             if let Some(n) = note {
                 pb.suspend(|| eprintln!("note: {n}"));
             }
@@ -162,7 +162,7 @@ impl DecodeArgs {
         let device = mergevq::device();
         let (tok, _) = self.model.load(&device)?;
         let file = TokensFile::load(&self.tokens)?;
-        check_fits(&file, &tok, &self.tokens)?;
+        file.check_fits(&tok, &self.tokens)?;
         std::fs::create_dir_all(&self.output)?;
         let res = tok.cfg.ddconfig.resolution;
         for (i, (idx, grp)) in file.indices.iter().zip(&file.group).enumerate() {
@@ -172,25 +172,4 @@ impl DecodeArgs {
         println!("wrote {} images to {}", file.indices.len(), self.output.display());
         Ok(())
     }
-}
-
-/// Checks a tokens file was made by a tokenizer like `tok` (same code bits and L).
-fn check_fits(file: &TokensFile, tok: &Tokenizer, path: &Path) -> Result<()> {
-    if file.bits != tok.cfg.embed_dim {
-        bail!(
-            "{} holds {}-bit codes but the tokenizer uses {} bits (another tokenizer?)",
-            path.display(),
-            file.bits,
-            tok.cfg.embed_dim
-        );
-    }
-    if file.group[0].len() != tok.full_len() {
-        bail!(
-            "{} has L={} tokens per image, the tokenizer makes L={}",
-            path.display(),
-            file.group[0].len(),
-            tok.full_len()
-        );
-    }
-    Ok(())
 }

@@ -69,16 +69,18 @@ impl LinePlot {
             .margin(12)
             .x_label_area_size(44)
             .y_label_area_size(60)
-            .build_cartesian_2d(span(&xs, 0.05), span(&ys, 0.08))?;
+            .build_cartesian_2d(span(&xs, 0.05, 0.05), span(&ys, 0.08, 0.3))?;
         chart
             .configure_mesh()
             .x_desc(self.x_label.as_str())
             .y_desc(self.y_label.as_str())
             .x_labels(8)
             .y_labels(6)
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
             .label_style((FAMILY, 13))
             .axis_desc_style((FAMILY, 15))
-            .light_line_style(RGBColor(238, 238, 238))
+            .light_line_style(WHITE)
             .bold_line_style(RGBColor(215, 215, 215))
             .draw()?;
         for (i, s) in self.series.iter().enumerate() {
@@ -105,9 +107,10 @@ impl LinePlot {
     }
 }
 
-/// An axis range covering `v` with a margin of `pad` of its width on each side (a unit range
-/// around the value when all are equal, 0..1 when there are none).
-fn span(v: &[f64], pad: f64) -> Range<f64> {
+/// An axis range covering `v` with margins of `below` and `above` of its width (the top one
+/// leaves room for the legend); a unit range around the value when all are equal, 0..1 when
+/// there are none.
+fn span(v: &[f64], below: f64, above: f64) -> Range<f64> {
     let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     if !lo.is_finite() {
@@ -116,8 +119,19 @@ fn span(v: &[f64], pad: f64) -> Range<f64> {
     if hi <= lo {
         return lo - 0.5..hi + 0.5;
     }
-    let m = (hi - lo) * pad;
-    lo - m..hi + m
+    let w = hi - lo;
+    lo - w * below..hi + w * above
+}
+
+/// A tick label: up to three decimals, without trailing zeros (16, 17.5, 0.125).
+fn tick(v: &f64) -> String {
+    let s = format!("{v:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".into()
+    } else {
+        s.into()
+    }
 }
 
 /// Registers the bundled font once per process.

@@ -27,10 +27,12 @@ pub mod ar;
 pub mod eval;
 pub mod io;
 pub mod loss;
+pub mod memory;
 pub mod nn;
 pub mod parity;
 pub mod tokenizer;
 pub mod train;
+pub mod validate;
 
 use burn::prelude::Device;
 

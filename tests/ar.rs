@@ -1,27 +1,9 @@
 //! Stage 2 end to end: extract-tokens → train-ar (plain and MergeAR) → generate, and the
 //! errors for unknown classes, K outside the candidates and tokens from another tokenizer.
+mod common;
+
+use common::{assert_clean_error, ok, root, run, run_with, tiny_tokenizer, tmp};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mergevq")).args(args).output().unwrap()
-}
-
-fn ok(out: Output) -> String {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn assert_error(out: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    assert!(err.lines().any(|l| l.starts_with("error:") && l.contains(needle)), "`{needle}` not in: {err}");
-}
 
 fn ar_config(dir: &Path, tokens: &Path, mode: &str, merge_tokens: usize) -> PathBuf {
     let p = dir.join(format!("{mode}.toml"));
@@ -64,12 +46,9 @@ checkpoint_every = 2
 
 #[test]
 fn extract_train_generate() {
-    let d = std::env::temp_dir().join(format!("mergevq-ar-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
+    let d = tmp("e2e");
     let cfg = root().join("configs/tiny_32.toml");
-    let w = d.join("tok.safetensors");
-    ok(run(&["init", "--config", cfg.to_str().unwrap(), "-o", w.to_str().unwrap()]));
+    let w = tiny_tokenizer(&d, 0);
     let tokens = d.join("tokens.safetensors");
     let s = ok(run(&[
         "extract-tokens",
@@ -109,16 +88,16 @@ fn extract_train_generate() {
     let mc = d.join("mergear.toml");
     let gw = d.join("run_mergear/gpt_ema.safetensors");
     let grid = d.join("grid.png");
-    let s = ok(run(&[
-        "generate",
-        "--ar",
+    let (gw, mc, w, cfg, grid_s) = (
         gw.to_str().unwrap(),
-        "--ar-config",
         mc.to_str().unwrap(),
-        "--tokenizer",
         w.to_str().unwrap(),
-        "--config",
         cfg.to_str().unwrap(),
+        grid.to_str().unwrap(),
+    );
+    let generate =
+        |args: &[&str]| run_with(&["generate", "--ar", gw, "--ar-config", mc, "--tokenizer", w, "--config", cfg], args);
+    let s = ok(generate(&[
         "--class",
         "3",
         "--num",
@@ -131,38 +110,19 @@ fn extract_train_generate() {
         "--top-k",
         "50",
         "-o",
-        grid.to_str().unwrap(),
+        grid_s,
     ]));
     assert!(s.contains("tokens/s") && s.contains("peak KV-cache entries"), "{s}");
     assert_eq!(image::open(&grid).unwrap().width(), 64);
 
-    let gen = |extra: &[&str]| {
-        let mut a = vec![
-            "generate",
-            "--ar",
-            gw.to_str().unwrap(),
-            "--ar-config",
-            mc.to_str().unwrap(),
-            "--tokenizer",
-            w.to_str().unwrap(),
-            "--config",
-            cfg.to_str().unwrap(),
-            "--num",
-            "1",
-            "-o",
-            grid.to_str().unwrap(),
-        ];
-        a.extend_from_slice(extra);
-        run(&a)
-    };
-    assert_error(&gen(&["--class", "12"]), "class 12");
-    assert_error(&gen(&["--keep", "30"]), "K=30");
+    assert_clean_error(&generate(&["--num", "1", "-o", grid_s, "--class", "12"]), "class 12");
+    assert_clean_error(&generate(&["--num", "1", "-o", grid_s, "--keep", "30"]), "K=30");
     // A token set from a tokenizer with another codebook.
     let other = d.join("other.safetensors");
     let mut bad = set.clone();
     bad.bits = 18;
     bad.save(&other).unwrap();
     let c = ar_config(&d, &other, "plain", 0);
-    assert_error(&run(&["train-ar", "--config", c.to_str().unwrap()]), "18-bit");
+    assert_clean_error(&run(&["train-ar", "--config", c.to_str().unwrap()]), "18-bit");
     std::fs::remove_dir_all(&d).ok();
 }

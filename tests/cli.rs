@@ -1,36 +1,10 @@
 //! The binary end to end: reconstruct / encode / decode / parity, and bad input giving one
 //! clear error line and a non-zero exit, never a panic.
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mergevq"))
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mergevq-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("run mergevq")
-}
-
-/// A failure with one `error:` line on stderr and no panic.
-fn assert_clean_error(out: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, got success; stderr: {err}");
-    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
-    assert!(!err.contains("panicked"), "panic: {err}");
-    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(lines.len(), 1, "one error line expected: {err}");
-    assert!(lines[0].contains(needle), "error line `{}` should mention `{needle}`", lines[0]);
-}
+use common::{assert_clean_error, golden_dir, root, run, run_with, tiny_tokenizer, tmp};
+use std::path::Path;
+use std::process::Command;
 
 fn write_image(path: &Path, w: u32, h: u32) {
     let img = image::RgbImage::from_fn(w, h, |x, y| {
@@ -39,41 +13,17 @@ fn write_image(path: &Path, w: u32, h: u32) {
     img.save(path).unwrap();
 }
 
-fn tiny_weights(dir: &Path) -> PathBuf {
-    let w = dir.join("tiny.safetensors");
-    let out = run(&[
-        "init",
-        "--config",
-        root().join("configs/tiny_32.toml").to_str().unwrap(),
-        "-o",
-        w.to_str().unwrap(),
-        "--seed",
-        "1",
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    w
-}
-
 #[test]
 fn reconstruct_encode_decode_round_trip() {
     let d = tmp("roundtrip");
-    let w = tiny_weights(&d);
+    let w = tiny_tokenizer(&d, 1);
     let cfg = root().join("configs/tiny_32.toml");
     let img = d.join("a.png");
     write_image(&img, 32, 32);
     let big = d.join("b.png");
     write_image(&big, 50, 40);
-    let out = run(&[
-        "reconstruct",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--weights",
-        w.to_str().unwrap(),
-        img.to_str().unwrap(),
-        big.to_str().unwrap(),
-        "-o",
-        d.join("rec").to_str().unwrap(),
-    ]);
+    let (cfg, w, img, big) = (cfg.to_str().unwrap(), w.to_str().unwrap(), img.to_str().unwrap(), big.to_str().unwrap());
+    let out = run(&["reconstruct", "--config", cfg, "--weights", w, img, big, "-o", d.join("rec").to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -84,46 +34,20 @@ fn reconstruct_encode_decode_round_trip() {
         assert_eq!((im.width(), im.height()), (32, 32), "{f}");
     }
     // --keep changes K.
-    let out = run(&[
-        "reconstruct",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--weights",
-        w.to_str().unwrap(),
-        "--keep",
-        "49",
-        img.to_str().unwrap(),
-        "-o",
-        d.join("rec49").to_str().unwrap(),
-    ]);
+    let rec49 = d.join("rec49");
+    let out =
+        run(&["reconstruct", "--config", cfg, "--weights", w, "--keep", "49", img, "-o", rec49.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("K=49"));
 
     let tokens = d.join("t.safetensors");
-    let out = run(&[
-        "encode",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--weights",
-        w.to_str().unwrap(),
-        img.to_str().unwrap(),
-        "-o",
-        tokens.to_str().unwrap(),
-    ]);
+    let out = run(&["encode", "--config", cfg, "--weights", w, img, "-o", tokens.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let file = mergevq::io::tokens::TokensFile::load(&tokens).unwrap();
     assert_eq!(file.indices[0].len(), 36);
     assert_eq!(file.group[0].len(), 64);
     assert!(file.group[0].iter().all(|&g| g < 36));
-    let out = run(&[
-        "decode",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--weights",
-        w.to_str().unwrap(),
-        tokens.to_str().unwrap(),
-        "-o",
-        d.join("dec").to_str().unwrap(),
-    ]);
+    let dec = d.join("dec");
+    let out = run(&["decode", "--config", cfg, "--weights", w, tokens.to_str().unwrap(), "-o", dec.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // Decoding the tokens gives the same image as reconstruct did.
     let a = image::open(d.join("dec/0.png")).unwrap().to_rgb8();
@@ -136,7 +60,7 @@ fn reconstruct_encode_decode_round_trip() {
 #[test]
 fn bad_inputs_give_one_clear_error() {
     let d = tmp("bad");
-    let w = tiny_weights(&d);
+    let w = tiny_tokenizer(&d, 1);
     let cfg = root().join("configs/tiny_32.toml");
     let (cfg_s, w_s) = (cfg.to_str().unwrap(), w.to_str().unwrap());
     let out_dir = d.join("o");
@@ -158,34 +82,18 @@ fn bad_inputs_give_one_clear_error() {
     let img = d.join("ok.png");
     write_image(&img, 32, 32);
     let img_s = img.to_str().unwrap();
+    let none_w = d.join("none.safetensors");
     assert_clean_error(
-        &run(&[
-            "reconstruct",
-            "--config",
-            cfg_s,
-            "--weights",
-            d.join("none.safetensors").to_str().unwrap(),
-            img_s,
-            "-o",
-            o,
-        ]),
+        &run(&["reconstruct", "--config", cfg_s, "--weights", none_w.to_str().unwrap(), img_s, "-o", o]),
         "cannot open weights",
     );
     assert_clean_error(
         &run(&["reconstruct", "--config", d.join("none.toml").to_str().unwrap(), "--weights", w_s, img_s, "-o", o]),
         "cannot read config",
     );
+    let unknown = root().join("tests/data/unknown_field.yaml");
     assert_clean_error(
-        &run(&[
-            "reconstruct",
-            "--config",
-            root().join("tests/data/unknown_field.yaml").to_str().unwrap(),
-            "--weights",
-            w_s,
-            img_s,
-            "-o",
-            o,
-        ]),
+        &run(&["reconstruct", "--config", unknown.to_str().unwrap(), "--weights", w_s, img_s, "-o", o]),
         "mystery_knob",
     );
     assert_clean_error(
@@ -202,9 +110,9 @@ fn bad_inputs_give_one_clear_error() {
     // A non-finite weight is refused.
     let nan = d.join("nan.safetensors");
     {
-        let mut m = mergevq::io::weights::read_safetensors(&w).unwrap();
+        let mut m = mergevq::io::safetensors::read_safetensors(&w).unwrap();
         m.get_mut("decoder.conv_out.bias").unwrap().data[0] = f32::NAN;
-        mergevq::io::weights::write_safetensors(&nan, &m).unwrap();
+        mergevq::io::safetensors::write_safetensors(&nan, &m).unwrap();
     }
     assert_clean_error(
         &run(&["reconstruct", "--config", cfg_s, "--weights", nan.to_str().unwrap(), img_s, "-o", o]),
@@ -237,7 +145,7 @@ fn bad_inputs_give_one_clear_error() {
 #[test]
 fn lightning_checkpoints_load_with_and_without_ema() {
     let d = tmp("ckpt");
-    let w = tiny_weights(&d);
+    let w = tiny_tokenizer(&d, 1);
     let script = root().join("scripts/make_ckpt.py");
     let ckpt = d.join("m.ckpt");
     let bad = d.join("bad.ckpt");
@@ -250,50 +158,22 @@ fn lightning_checkpoints_load_with_and_without_ema() {
     let cfg = root().join("configs/tiny_32.toml");
     let img = d.join("a.png");
     write_image(&img, 32, 32);
+    let (cfg, img, o) = (cfg.to_str().unwrap(), img.to_str().unwrap(), d.to_str().unwrap());
+    let reconstruct = |weights: &Path, extra: &[&str]| {
+        run_with(&["reconstruct", "--config", cfg, "--weights", weights.to_str().unwrap(), img, "-o", o], extra)
+    };
     let psnr = |weights: &Path, ema: bool| -> String {
-        let mut args = vec![
-            "reconstruct",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--weights",
-            weights.to_str().unwrap(),
-            img.to_str().unwrap(),
-            "-o",
-            d.to_str().unwrap(),
-        ];
-        if ema {
-            args.push("--ema");
-        }
-        let out = run(&args);
+        let out = reconstruct(weights, if ema { &["--ema"] } else { &[] });
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).lines().next().unwrap().split("PSNR=").nth(1).unwrap().to_string()
     };
     let reference = psnr(&w, false);
     assert_eq!(psnr(&ckpt, true), reference, "EMA weights of the checkpoint are the saved weights");
     assert_ne!(psnr(&ckpt, false), reference, "the regular weights were scaled by 0.5");
-    let out = run(&[
-        "reconstruct",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--weights",
-        bad.to_str().unwrap(),
-        img.to_str().unwrap(),
-        "-o",
-        d.to_str().unwrap(),
-    ]);
+    let out = reconstruct(&bad, &[]);
     assert_clean_error(&out, "decoder.conv_in.weight");
     assert_clean_error(
-        &run(&[
-            "reconstruct",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--weights",
-            w.to_str().unwrap(),
-            "--ema",
-            img.to_str().unwrap(),
-            "-o",
-            d.to_str().unwrap(),
-        ]),
+        &run(&["reconstruct", "--config", cfg, "--weights", w.to_str().unwrap(), "--ema", img, "-o", o]),
         "--ema",
     );
     std::fs::remove_dir_all(&d).ok();
@@ -301,7 +181,7 @@ fn lightning_checkpoints_load_with_and_without_ema() {
 
 #[test]
 fn parity_command_reports_each_case() {
-    let g = std::env::var_os("MERGEVQ_GOLDEN").map(PathBuf::from).unwrap_or_else(|| root().join("../shared/golden"));
+    let g = golden_dir();
     let out = run(&["parity", g.join("lfq").to_str().unwrap(), g.join("token_unmerge").to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");

@@ -1,13 +1,15 @@
 //! The one-command demo on the bundled models, and its report opened in headless Chromium.
+mod common;
+
+use common::{bin, root, tmp};
 use std::path::PathBuf;
 use std::process::Command;
 
 #[test]
 fn demo_writes_a_report_that_a_browser_renders() {
-    let out = std::env::temp_dir().join(format!("mergevq-demo-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let out = tmp("report");
     let t0 = std::time::Instant::now();
-    let o = Command::new(env!("CARGO_BIN_EXE_mergevq")).args(["demo", "-o"]).arg(&out).output().unwrap();
+    let o = bin().args(["demo", "-o"]).arg(&out).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let secs = t0.elapsed().as_secs_f64();
     let stdout = String::from_utf8_lossy(&o.stdout);
@@ -67,9 +69,8 @@ fn demo_writes_a_report_that_a_browser_renders() {
 #[test]
 fn corrupted_bundled_files_are_named() {
     // A copy of the assets with a truncated tokenizer: the demo names the file.
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let tmp = std::env::temp_dir().join(format!("mergevq-demo-bad-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
+    let root = root();
+    let tmp = tmp("bad");
     std::fs::create_dir_all(tmp.join("assets/demo/images")).unwrap();
     for f in ["tokenizer.toml", "gpt.toml", "gpt.safetensors", "tokenizer.provenance", "gpt.provenance"] {
         std::fs::copy(root.join("assets/demo").join(f), tmp.join("assets/demo").join(f)).unwrap();
@@ -80,12 +81,8 @@ fn corrupted_bundled_files_are_named() {
     }
     let good = std::fs::read(root.join("assets/demo/tokenizer.safetensors")).unwrap();
     std::fs::write(tmp.join("assets/demo/tokenizer.safetensors"), &good[..good.len() / 2]).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_mergevq"))
-        .current_dir(&tmp)
-        .env("MERGEVQ_ASSETS", tmp.join("assets"))
-        .args(["demo", "-o", "out"])
-        .output()
-        .unwrap();
+    let o =
+        bin().current_dir(&tmp).env("MERGEVQ_ASSETS", tmp.join("assets")).args(["demo", "-o", "out"]).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("tokenizer.safetensors") && !err.contains("panicked"), "{err}");

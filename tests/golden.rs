@@ -1,12 +1,8 @@
 //! Every golden case made from the authors' PyTorch code must pass through this crate.
-use mergevq::parity::Case;
-use std::path::PathBuf;
+mod common;
 
-fn golden_dir() -> PathBuf {
-    std::env::var_os("MERGEVQ_GOLDEN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/golden"))
-}
+use common::{golden_dir, tmp};
+use mergevq::parity::Case;
 
 fn check(name: &str) {
     let dir = golden_dir().join(name);
@@ -43,8 +39,7 @@ golden!(
 fn perturbed_case_fails() {
     use safetensors::tensor::TensorView;
     let src = golden_dir().join("decoder");
-    let tmp = std::env::temp_dir().join(format!("mergevq-perturbed-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).unwrap();
+    let tmp = tmp("perturbed");
     for f in ["case.json", "weights.safetensors"] {
         std::fs::copy(src.join(f), tmp.join(f)).unwrap();
     }

@@ -1,13 +1,17 @@
 //! Invariants beyond the golden data: source matrices, sizes, index round-trips, schedules.
+mod common;
+
 use burn::prelude::*;
+use common::root;
 use mergevq::tokenizer::config::TokenizerConfig;
 use mergevq::tokenizer::lfq::Lfq;
-use mergevq::tokenizer::tome::{bipartite_soft_matching, check_parse_r, parse_r, KeepPlan, RSpec, Tracking};
+use mergevq::tokenizer::tome::{
+    bipartite_soft_matching, check_parse_r, parse_r, CandDistribution, Distribution, KeepPlan, RSpec, Tracking,
+};
 use mergevq::tokenizer::Tokenizer;
-use std::path::Path;
 
 fn config(name: &str) -> TokenizerConfig {
-    TokenizerConfig::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join(name)).unwrap()
+    TokenizerConfig::load(&root().join(name)).unwrap()
 }
 
 /// Through the encoder: every column of S sums to 1 (each original token sits in exactly one
@@ -121,7 +125,7 @@ fn kept_count_is_l_minus_sum_of_r() {
 
 #[test]
 fn bad_keep_counts_are_refused() {
-    let mut plan = KeepPlan::new(16, 12, Some(112), None, Some("gaussian-6")).unwrap();
+    let mut plan = KeepPlan::new(16, 12, Some(112), None, Some("gaussian-6".parse().unwrap())).unwrap();
     assert!(plan.set_keep(150).unwrap_err().to_string().contains("perfect square"));
     assert!(plan.set_keep(289).unwrap_err().to_string().contains("exceeds"));
     assert!(plan.set_keep(0).is_err());
@@ -145,4 +149,16 @@ fn official_gr_yaml_keeps_144_groups() {
     assert_eq!(groups.len(), 144);
     let rec = tok.decode(t.quantized, &t.group);
     assert_eq!(rec.dims(), [1, 3, 256, 256]);
+}
+
+/// Candidate distributions are parsed when a config loads ("name-count", count 5 by default,
+/// names in any case as the reference lower-cases them); unknown names are refused.
+#[test]
+fn cand_distribution_is_parsed_and_checked() {
+    let c: CandDistribution = "Gaussian-6".parse().unwrap();
+    assert_eq!((c.distribution, c.count), (Distribution::Gaussian, 6));
+    assert_eq!("exponential".parse::<CandDistribution>().unwrap().count, 5);
+    let err = "foo-6".parse::<CandDistribution>().unwrap_err();
+    assert!(err.contains("gaussian, exponential or uniform"), "{err}");
+    assert!("gaussian-x".parse::<CandDistribution>().is_err());
 }

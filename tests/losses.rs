@@ -1,4 +1,6 @@
 //! Loss functions against hand-computed values and naive formulas.
+mod common;
+
 use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, softmax};
 use mergevq::loss::gan::{hinge_d_loss, hinge_g_loss, non_saturating_g_loss, LeCam};
@@ -40,6 +42,24 @@ fn lfq_entropy_equals_the_naive_formula() {
         assert!((cb - cb2).abs() <= 1e-5 * cb.abs().max(1.0), "d={d}: codebook {cb} vs {cb2}");
         assert!((scalar(l.entropy_aux) - (ps2 - cb2)).abs() < 1e-6);
     }
+}
+
+/// The reference's sample_minimization_weight and batch_maximization_weight weight the two
+/// entropy terms: aux = w_sample·per_sample − w_batch·codebook; the tokenizer takes them from its config.
+#[test]
+fn lfq_entropy_weights_scale_the_two_terms() {
+    let device = mergevq::device();
+    let z = Tensor::<4>::random([2, 8, 3, 3], burn::tensor::Distribution::Normal(0.0, 0.02), &device);
+    let l = Lfq { entropy_weights: [2.0, 0.5], ..Lfq::new(8) }.losses(z);
+    let (ps, cb) = (scalar(l.per_sample_entropy), scalar(l.codebook_entropy));
+    assert!((scalar(l.entropy_aux) - (2.0 * ps - 0.5 * cb)).abs() < 1e-5);
+
+    let text = std::fs::read_to_string(common::root().join("configs/tiny_32.toml")).unwrap();
+    let text = text
+        .replace("embed_dim = 10", "embed_dim = 10\nsample_minimization_weight = 2.0\nbatch_maximization_weight = 0.5");
+    let cfg: mergevq::tokenizer::config::TokenizerConfig = toml::from_str(&text).unwrap();
+    let tok = mergevq::tokenizer::Tokenizer::init(&cfg, 0, &device).unwrap();
+    assert_eq!(tok.lfq().entropy_weights, [2.0, 0.5]);
 }
 
 /// The codebook entropy's gradient (a chunked analytic pass, nothing kept for backward) equals
@@ -119,9 +139,9 @@ fn lpips_real_weights_rank_distances() {
     assert!(path.exists(), "run scripts/fetch-weights.sh first ({} is missing)", path.display());
     let device = mergevq::device();
     let w = mergevq::io::weights::Weights::open(&path, false, &device).unwrap();
-    let net = mergevq::loss::lpips::Lpips::load(&w, "").unwrap();
+    let net = mergevq::loss::lpips::Lpips::load(w.root()).unwrap();
     w.finish(&[]).unwrap();
-    let photo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/rocket.jpg");
+    let photo = common::root().join("assets/rocket.jpg");
     let (x, _) =
         mergevq::io::image::load_image(&photo, 64, mergevq::io::preprocess::Preprocess::Resize, &device).unwrap();
     let noise = Tensor::<4>::random([1, 3, 64, 64], burn::tensor::Distribution::Normal(0.0, 0.02), &device);

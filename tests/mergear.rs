@@ -1,6 +1,7 @@
 //! MergeAR: the sparse mask, cache eviction bounds, and equivalences with plain AR.
 use burn::prelude::*;
-use mergevq::ar::gpt::{causal_bias, Gpt, GptConfig, LayerCache};
+use mergevq::ar::gpt::{causal_bias, Gpt, GptConfig};
+use mergevq::ar::kv_cache::{DenseKvCache, KvCache};
 use mergevq::ar::mergear::{allowed, first_of_group, mergear_bias};
 use mergevq::ar::sample::{generate, SampleOpts};
 use mergevq::io::weights::Weights;
@@ -22,7 +23,7 @@ fn model(merge_tokens: usize, block: usize) -> Gpt {
     };
     // Larger-than-default weights so the logits are far from uniform.
     let w = Weights::random(7, &mergevq::device());
-    Gpt::load(&w, "", &cfg).unwrap()
+    Gpt::load(w.root(), &cfg).unwrap()
 }
 
 fn host(t: Tensor<4>) -> Vec<f32> {
@@ -111,8 +112,8 @@ fn evicting_cache_equals_the_sparse_mask() {
     let full = gpt.forward(&pre, &post, &[1], Some(&[2]), Some(bias)).unwrap();
     let full_pre: Vec<f32> = full.pre.into_data().convert::<f32>().try_into_vec().unwrap();
 
-    let mut caches = vec![LayerCache { k: None, v: None }; 2];
-    let mut h = gpt.step(gpt.embed_prefix(&[1], Some(&[2])).unwrap(), &[0, 1], &mut caches);
+    let mut cache = DenseKvCache::new(2, 1);
+    let mut h = gpt.step(gpt.embed_prefix(&[1], Some(&[2])).unwrap(), &[0, 1], &mut cache);
     let mut policy = mergevq::ar::mergear::EvictionPolicy::new(window);
     for j in 0..16 {
         let inc: Vec<f32> = gpt.decode_pre(h.clone()).into_data().convert::<f32>().try_into_vec().unwrap();
@@ -122,8 +123,8 @@ fn evicting_cache_equals_the_sparse_mask() {
         if j == 15 {
             break;
         }
-        h = gpt.step(gpt.embed_token(&[pre[j]], &[post[j]]), &[2 + j], &mut caches);
-        mergevq::ar::sample::evict(&mut caches, 2, &policy.push(j, codes[j]));
+        h = gpt.step(gpt.embed_token(&[pre[j]], &[post[j]]), &[2 + j], &mut cache);
+        cache.evict(&[policy.push(j, codes[j]).into_iter().map(|i| 2 + i).collect()]);
     }
 }
 

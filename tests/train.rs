@@ -1,18 +1,10 @@
 //! The tokenizer trainer: resume continues the same trajectory, a crash while writing a
 //! checkpoint keeps the previous one, bad configs and data give clear errors.
+mod common;
+
+use common::{assert_clean_error, bin, root, tmp};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mergevq-train-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use std::process::Output;
 
 /// A small image folder: 2 classes × 6 images of 32×32, plus `extra` files.
 fn image_folder(dir: &Path) -> PathBuf {
@@ -81,7 +73,7 @@ val_images = 4
 }
 
 fn train(cfg: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_mergevq"));
+    let mut c = bin();
     c.arg("train-tokenizer").arg("--config").arg(cfg).args(args);
     for (k, v) in env {
         c.env(k, v);
@@ -133,7 +125,7 @@ fn resume_continues_the_same_trajectory() {
     }
     // The exported EMA weights load in `reconstruct`.
     let img = data.join("circles/0.png");
-    let rec = Command::new(env!("CARGO_BIN_EXE_mergevq"))
+    let rec = bin()
         .args(["reconstruct", "--config", root().join("configs/tiny_32.toml").to_str().unwrap()])
         .arg("--weights")
         .arg(b.join("run/tokenizer_ema.safetensors"))
@@ -166,14 +158,6 @@ fn crash_while_writing_a_checkpoint_keeps_the_previous_one() {
     std::fs::remove_dir_all(&d).ok();
 }
 
-fn assert_error(out: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    let line = err.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("no error line: {err}"));
-    assert!(line.contains(needle), "`{line}` should mention `{needle}`");
-}
-
 #[test]
 fn bad_configs_and_data_are_reported() {
     let d = tmp("bad");
@@ -185,19 +169,24 @@ fn bad_configs_and_data_are_reported() {
         std::fs::write(&p, text.replace(from, to)).unwrap();
         train(&p, &[], &[])
     };
-    assert_error(&variant("lr = 3e-4", "lr = -1e-3"), "optim.lr");
-    assert_error(&variant("merge_num = 28", "merge_num = 30"), "not a perfect square");
-    assert_error(&variant("merge_num = 28", "merge_num = -9"), "merge_num -9");
-    assert_error(&variant("batch_size = 3", "batch_size = 3\nshuffle_harder = true"), "shuffle_harder");
-    assert_error(&variant(&format!("path = \"{}\"", data.display()), "path = \"/nonexistent/data\""), "does not exist");
+    assert_clean_error(&variant("lr = 3e-4", "lr = -1e-3"), "optim.lr");
+    assert_clean_error(&variant("merge_num = 28", "merge_num = 30"), "not a perfect square");
+    assert_clean_error(&variant("merge_num = 28", "merge_num = -9"), "merge_num -9");
+    assert_clean_error(&variant("batch_size = 3", "batch_size = 3\nshuffle_harder = true"), "shuffle_harder");
+    assert_clean_error(&variant("source = \"folder\"", "source = \"floppy\""), "`fashion-mnist` or `folder`");
+    assert_clean_error(&variant("gaussian-4", "foo-4"), "gaussian, exponential or uniform");
+    assert_clean_error(
+        &variant(&format!("path = \"{}\"", data.display()), "path = \"/nonexistent/data\""),
+        "does not exist",
+    );
     let empty = d.join("empty");
     std::fs::create_dir_all(empty.join("class_a")).unwrap();
-    assert_error(
+    assert_clean_error(
         &variant(&format!("path = \"{}\"", data.display()), &format!("path = \"{}\"", empty.display())),
         "no PNG/JPEG",
     );
-    assert_error(&variant("perceptual_weight = 0.0", "perceptual_weight = 1.0"), "lpips_weights");
-    assert_error(&train(&cfg, &["--resume"], &[]), "no checkpoint");
+    assert_clean_error(&variant("perceptual_weight = 0.0", "perceptual_weight = 1.0"), "lpips_weights");
+    assert_clean_error(&train(&cfg, &["--resume"], &[]), "no checkpoint");
 
     // A corrupt image is skipped with a warning that names it; training goes on.
     std::fs::write(data.join("stripes/broken.png"), b"not a png").unwrap();
@@ -208,7 +197,7 @@ fn bad_configs_and_data_are_reported() {
 
     // A diverging run stops with the loss and step named, and saves nothing non-finite.
     let out = variant("lr = 3e-4", "lr = 1e12");
-    assert_error(&out, "at step");
+    assert_clean_error(&out, "at step");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("NaN") || err.contains("inf"), "{err}");
     std::fs::remove_dir_all(&d).ok();
@@ -232,7 +221,7 @@ fn learned_source_recovery_trains() {
     let l = losses(&d.join("run"));
     let bce: Vec<f64> = l.iter().map(|v| v["source_bce"].as_f64().expect("source_bce logged")).collect();
     assert!(bce.iter().all(|v| v.is_finite() && *v > 0.0), "{bce:?}");
-    let w = mergevq::io::weights::read_safetensors(&d.join("run/tokenizer_ema.safetensors")).unwrap();
+    let w = mergevq::io::safetensors::read_safetensors(&d.join("run/tokenizer_ema.safetensors")).unwrap();
     assert!(w.contains_key("recovery.rec_head.weight") && w.contains_key("recovery.rec_tokens"));
     std::fs::remove_dir_all(&d).ok();
 }
@@ -258,4 +247,24 @@ fn adaptive_generator_weight() {
         assert!(v["g_adv"].as_f64().unwrap().is_finite());
     }
     std::fs::remove_dir_all(&d).ok();
+}
+
+/// A checkpoint written before the library layout change still resumes: same tensor names,
+/// optimizer moments and counters (tests/data/checkpoint_v1, made by the older build).
+#[test]
+fn checkpoint_from_before_the_layout_change_resumes() {
+    let d = tmp("checkpoint-v1");
+    let fixture = root().join("tests/data/checkpoint_v1");
+    let run = d.join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::copy(fixture.join("checkpoint.safetensors"), run.join("checkpoint.safetensors")).unwrap();
+    let text = std::fs::read_to_string(fixture.join("train.toml")).unwrap();
+    let cfg = d.join("train.toml");
+    std::fs::write(&cfg, text.replace("OUT_DIR", run.to_str().unwrap())).unwrap();
+    let out = train(&cfg, &["--resume"], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("resuming at step 2"));
+    let steps: Vec<u64> = losses(&run).iter().map(|l| l["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, [3], "step 3, after the old build's steps 1 and 2");
+    assert!(run.join("tokenizer_ema.safetensors").exists());
 }

@@ -3,75 +3,13 @@
 //! embeddings and heads (the code splits into a low "pre" part and a high "post" part, predicted
 //! one after the other by small factorized blocks), a class token with a null class for CFG, and
 //! an optional merge-instruction token for MergeAR.
-use crate::io::weights::{Init, Weights};
-use crate::nn::{attention, join, silu, Linear};
+pub use crate::ar::gpt_config::GptConfig;
+use crate::ar::kv_cache::{Attend, KvCache};
+use crate::io::{scope::Scope, weights::Init};
+use crate::nn::{attention, silu, Linear};
 use anyhow::{bail, Result};
 use burn::module::Param;
 use burn::prelude::*;
-use serde::{Deserialize, Serialize};
-
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct GptConfig {
-    /// Bits of the pre and post parts of a code (e.g. [4, 6] for 10-bit codes).
-    pub factorized_bits: [usize; 2],
-    /// Number of image tokens L (a square).
-    pub block_size: usize,
-    pub dim: usize,
-    pub n_head: usize,
-    pub spatial_n_layer: usize,
-    #[serde(default = "two")]
-    pub factorized_n_layer: usize,
-    pub class_num: usize,
-    /// Merge-instruction embeddings (one per kept-count candidate); 0 for plain AR.
-    #[serde(default)]
-    pub merge_tokens: usize,
-    #[serde(default = "multiple_of")]
-    pub multiple_of: usize,
-    #[serde(default = "rope_base")]
-    pub rope_base: f64,
-    /// Label dropout for classifier-free guidance (training).
-    #[serde(default = "token_drop")]
-    pub class_dropout: f64,
-}
-
-fn two() -> usize {
-    2
-}
-fn multiple_of() -> usize {
-    256
-}
-fn rope_base() -> f64 {
-    10000.0
-}
-fn token_drop() -> f64 {
-    0.1
-}
-
-impl GptConfig {
-    /// Tokens before the image tokens: [class] or [class][merge instruction].
-    pub fn prefix(&self) -> usize {
-        1 + (self.merge_tokens > 0) as usize
-    }
-
-    pub fn validate(&self) -> Result<()> {
-        let g = (self.block_size as f64).sqrt() as usize;
-        if g * g != self.block_size {
-            bail!("block_size {} is not a square", self.block_size);
-        }
-        if self.dim % self.n_head != 0 || (self.dim / self.n_head) % 4 != 0 {
-            bail!("dim {} must split into {} heads of a multiple of 4 (2-D RoPE)", self.dim, self.n_head);
-        }
-        if self.factorized_bits.iter().any(|&b| b == 0 || b > 20) {
-            bail!("factorized_bits {:?} must be 1..=20 each", self.factorized_bits);
-        }
-        Ok(())
-    }
-
-    pub fn bits(&self) -> usize {
-        self.factorized_bits[0] + self.factorized_bits[1]
-    }
-}
 
 #[derive(Module, Debug)]
 pub struct RmsNorm {
@@ -139,13 +77,6 @@ impl Rope {
     }
 }
 
-/// A KV cache of one attention layer: keys/values [B, H, n, hd] of the kept entries.
-#[derive(Clone, Debug)]
-pub struct LayerCache {
-    pub k: Option<Tensor<4>>,
-    pub v: Option<Tensor<4>>,
-}
-
 #[derive(Module, Debug)]
 pub struct Attention {
     pub wqkv: Linear,
@@ -165,35 +96,34 @@ pub struct Block {
 }
 
 impl Block {
-    fn load(w: &Weights, p: &str, cfg: &GptConfig) -> Result<Self> {
+    fn load(w: Scope, cfg: &GptConfig) -> Result<Self> {
         let d = cfg.dim;
-        // SwiGLU width: int(2·4d/3) rounded up to a multiple of `multiple_of`.
-        let hidden = (8 * d / 3).div_ceil(cfg.multiple_of) * cfg.multiple_of;
+        let hidden = cfg.hidden();
         let n = Init::Normal(0.02);
         Ok(Self {
-            attention_norm: RmsNorm { weight: w.param(&join(p, "attention_norm.weight"), [d], Init::Const(1.0))? },
+            attention_norm: RmsNorm { weight: w.param("attention_norm.weight", [d], Init::Const(1.0))? },
             attention: Attention {
-                wqkv: Linear::load(w, &join(p, "attention.wqkv"), d, 3 * d, false, n)?,
-                wo: Linear::load(w, &join(p, "attention.wo"), d, d, false, n)?,
+                wqkv: Linear::load(w.pp("attention.wqkv"), d, 3 * d, false, n)?,
+                wo: Linear::load(w.pp("attention.wo"), d, d, false, n)?,
                 heads: cfg.n_head,
             },
-            ffn_norm: RmsNorm { weight: w.param(&join(p, "ffn_norm.weight"), [d], Init::Const(1.0))? },
-            w1: Linear::load(w, &join(p, "feed_forward.w1"), d, hidden, false, n)?,
-            w2: Linear::load(w, &join(p, "feed_forward.w2"), hidden, d, false, n)?,
-            w3: Linear::load(w, &join(p, "feed_forward.w3"), d, hidden, false, n)?,
+            ffn_norm: RmsNorm { weight: w.param("ffn_norm.weight", [d], Init::Const(1.0))? },
+            w1: Linear::load(w.pp("feed_forward.w1"), d, hidden, false, n)?,
+            w2: Linear::load(w.pp("feed_forward.w2"), hidden, d, false, n)?,
+            w3: Linear::load(w.pp("feed_forward.w3"), d, hidden, false, n)?,
         })
     }
 
-    /// x [B, n, D] with the rotations `cs` of its positions (`Rope::rows`); attends to the
-    /// cache (if any, after appending this chunk) or to x itself under `bias` (additive mask
-    /// [n, n] or [B, 1, n, n]).
+    /// x [B, n, D] with the rotations `cs` of its positions (`Rope::rows`); attends to x itself
+    /// under `bias` (additive mask [n, n] or [B, 1, n, n]), or with `cache` (the cache and this
+    /// block's layer index) to what the cache holds after appending this chunk, under its mask.
     fn forward(
         &self,
         x: Tensor<3>,
         rope: &Rope,
         cs: &(Tensor<4>, Tensor<4>),
         bias: Option<Tensor<4>>,
-        cache: Option<&mut LayerCache>,
+        cache: Option<(&mut dyn KvCache, usize)>,
     ) -> Tensor<3> {
         let [b, n, d] = x.dims();
         let h = self.attention.heads;
@@ -202,21 +132,9 @@ impl Block {
         let q = rope.apply(qkv.clone().narrow(2, 0, d).reshape([b, n, h, hd]), cs).swap_dims(1, 2);
         let k = rope.apply(qkv.clone().narrow(2, d, d).reshape([b, n, h, hd]), cs).swap_dims(1, 2);
         let v = qkv.narrow(2, 2 * d, d).reshape([b, n, h, hd]).swap_dims(1, 2);
-        let (k, v) = match cache {
-            Some(c) => {
-                let k = match c.k.take() {
-                    Some(old) => Tensor::cat(vec![old, k], 2),
-                    None => k,
-                };
-                let v = match c.v.take() {
-                    Some(old) => Tensor::cat(vec![old, v], 2),
-                    None => v,
-                };
-                c.k = Some(k.clone());
-                c.v = Some(v.clone());
-                (k, v)
-            }
-            None => (k, v),
+        let Attend { k, v, bias } = match cache {
+            Some((c, layer)) => c.append(layer, k, v),
+            None => Attend { k, v, bias },
         };
         let a = attention(q, k, v, bias).swap_dims(1, 2).reshape([b, n, d]);
         let x = x + self.attention.wo.forward(a);
@@ -256,7 +174,7 @@ pub struct Logits {
 }
 
 impl Gpt {
-    pub fn load(w: &Weights, p: &str, cfg: &GptConfig) -> Result<Self> {
+    pub fn load(w: Scope, cfg: &GptConfig) -> Result<Self> {
         cfg.validate()?;
         let d = cfg.dim;
         let [a, b] = cfg.factorized_bits;
@@ -264,24 +182,24 @@ impl Gpt {
         let grid = (cfg.block_size as f64).sqrt() as usize;
         let hd = d / cfg.n_head;
         Ok(Self {
-            pre_emb: w.param(&join(p, "pre_emb.weight"), [1 << a, d], n)?,
-            post_emb: w.param(&join(p, "post_emb.weight"), [1 << b, d], n)?,
-            class_emb: w.param(&join(p, "class_emb.embedding_table.weight"), [cfg.class_num + 1, d], n)?,
+            pre_emb: w.param("pre_emb.weight", [1 << a, d], n)?,
+            post_emb: w.param("post_emb.weight", [1 << b, d], n)?,
+            class_emb: w.param("class_emb.embedding_table.weight", [cfg.class_num + 1, d], n)?,
             merge_emb: if cfg.merge_tokens > 0 {
-                Some(w.param(&join(p, "merge_emb.weight"), [cfg.merge_tokens, d], n)?)
+                Some(w.param("merge_emb.weight", [cfg.merge_tokens, d], n)?)
             } else {
                 None
             },
             spatial_blocks: (0..cfg.spatial_n_layer)
-                .map(|i| Block::load(w, &join(p, &format!("spatial_blocks.{i}")), cfg))
+                .map(|i| Block::load(w.pp(format!("spatial_blocks.{i}")), cfg))
                 .collect::<Result<_>>()?,
             factorized_blocks: (0..cfg.factorized_n_layer)
-                .map(|i| Block::load(w, &join(p, &format!("factorized_blocks.{i}")), cfg))
+                .map(|i| Block::load(w.pp(format!("factorized_blocks.{i}")), cfg))
                 .collect::<Result<_>>()?,
-            norm: RmsNorm { weight: w.param(&join(p, "norm.weight"), [d], Init::Const(1.0))? },
+            norm: RmsNorm { weight: w.param("norm.weight", [d], Init::Const(1.0))? },
             head: vec![
-                Linear::load(w, &join(p, "head.0"), d, 1 << a, false, n)?,
-                Linear::load(w, &join(p, "head.1"), d, 1 << b, false, n)?,
+                Linear::load(w.pp("head.0"), d, 1 << a, false, n)?,
+                Linear::load(w.pp("head.1"), d, 1 << b, false, n)?,
             ],
             rope: Rope::new(grid, hd, cfg.rope_base, cfg.prefix()),
             // Slot 0 (the context) unrotated, slot 1 (the pre sub-token) at grid (0, 0).
@@ -357,14 +275,13 @@ impl Gpt {
     }
 
     /// Incremental decoding: feeds embeddings x [B, n, D] at sequence positions `pos` through
-    /// the spatial blocks with the caches (one per block); returns the last hidden state.
-    pub fn step(&self, x: Tensor<3>, pos: &[usize], caches: &mut [LayerCache]) -> Tensor<3> {
+    /// the spatial blocks with the KV cache (layer i for block i); returns the last hidden state.
+    pub fn step(&self, x: Tensor<3>, pos: &[usize], cache: &mut dyn KvCache) -> Tensor<3> {
         let mut h = x;
         let n = pos.len();
-        let bias = (n > 1).then(|| causal_bias(n, &h.device()));
         let cs = self.rope.rows(pos, &h.device());
-        for (blk, c) in self.spatial_blocks.iter().zip(caches.iter_mut()) {
-            h = blk.forward(h, &self.rope, &cs, bias.clone(), Some(c));
+        for (layer, blk) in self.spatial_blocks.iter().enumerate() {
+            h = blk.forward(h, &self.rope, &cs, None, Some((&mut *cache, layer)));
         }
         let [b, _, d] = h.dims();
         h.narrow(1, n - 1, 1).reshape([b, 1, d])

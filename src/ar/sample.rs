@@ -1,7 +1,9 @@
 //! Sampling from the GPT: temperature, top-k, top-p, classifier-free guidance, KV cache, and
 //! MergeAR's cache eviction.
-use crate::ar::gpt::{Gpt, LayerCache};
+use crate::ar::gpt::Gpt;
+use crate::ar::kv_cache::{DenseKvCache, KvCache};
 use crate::ar::mergear::EvictionPolicy;
+use crate::validate::{check_float, FloatRange};
 use anyhow::{bail, Result};
 use burn::prelude::*;
 use rand::rngs::StdRng;
@@ -21,6 +23,16 @@ pub struct SampleOpts {
 impl Default for SampleOpts {
     fn default() -> Self {
         Self { temperature: 1.0, top_k: 0, top_p: 1.0, cfg: 1.0 }
+    }
+}
+
+impl SampleOpts {
+    /// Temperature > 0, top-p in (0, 1] and a finite guidance scale, all finite.
+    pub fn validate(&self) -> Result<()> {
+        check_float("temperature", self.temperature, FloatRange::POSITIVE)?;
+        check_float("top-p", self.top_p, FloatRange::PROBABILITY)?;
+        check_float("cfg (guidance scale)", self.cfg, FloatRange::FINITE)?;
+        Ok(())
     }
 }
 
@@ -91,23 +103,6 @@ fn guided(l: &[Vec<f32>], cfg: f64) -> Vec<f32> {
     }
 }
 
-/// Drops the cached image tokens `evicted` (indices among the image entries, after the `prefix`
-/// entries) from every layer's cache.
-pub fn evict(caches: &mut [LayerCache], prefix: usize, evicted: &[usize]) {
-    let Some(k) = caches.first().and_then(|c| c.k.as_ref()) else { return };
-    if evicted.is_empty() {
-        return;
-    }
-    let keep: Vec<i64> =
-        (0..k.dims()[2]).filter(|i| *i < prefix || !evicted.contains(&(i - prefix))).map(|i| i as i64).collect();
-    let n = keep.len();
-    let idx = Tensor::<1, Int>::from_data(TensorData::new(keep, [n]), &k.device());
-    for c in caches.iter_mut() {
-        c.k = c.k.take().map(|k| k.select(2, idx.clone()));
-        c.v = c.v.take().map(|v| v.select(2, idx.clone()));
-    }
-}
-
 /// Generates one image of class `class`. `merge`: the merge-instruction index (MergeAR
 /// models); `window`: MergeAR cache eviction (None keeps every entry, as plain AR);
 /// `forced`: take these codes instead of sampling (teacher forcing, benchmarks).
@@ -121,6 +116,7 @@ pub fn generate(
     forced: Option<&[i64]>,
 ) -> Result<Generated> {
     let cfg = &gpt.cfg;
+    o.validate()?;
     if class >= cfg.class_num {
         bail!("class {class} is outside the model's {} classes", cfg.class_num);
     }
@@ -136,9 +132,9 @@ pub fn generate(
     let np = cfg.prefix();
     let l = cfg.block_size;
     let a_bits = cfg.factorized_bits[0];
-    let mut caches = vec![LayerCache { k: None, v: None }; cfg.spatial_n_layer];
+    let mut cache = DenseKvCache::new(cfg.spatial_n_layer, b);
     let prefix_pos: Vec<usize> = (0..np).collect();
-    let mut h = gpt.step(gpt.embed_prefix(&labels, merges.as_deref())?, &prefix_pos, &mut caches);
+    let mut h = gpt.step(gpt.embed_prefix(&labels, merges.as_deref())?, &prefix_pos, &mut cache);
     let mut policy = window.map(EvictionPolicy::new);
     let mut codes = Vec::with_capacity(l);
     let mut trace = Vec::with_capacity(l);
@@ -153,11 +149,13 @@ pub fn generate(
         if j + 1 == l {
             break;
         }
-        h = gpt.step(gpt.embed_token(&vec![pre; b], &vec![post; b]), &[np + j], &mut caches);
+        h = gpt.step(gpt.embed_token(&vec![pre; b], &vec![post; b]), &[np + j], &mut cache);
         if let Some(p) = policy.as_mut() {
-            evict(&mut caches, np, &p.push(j, code));
+            // The policy counts image tokens; the cache's entries start with the prefix.
+            let evicted: Vec<usize> = p.push(j, code).into_iter().map(|i| np + i).collect();
+            cache.evict(&vec![evicted; b]);
         }
-        trace.push(caches[0].k.as_ref().map(|k| k.dims()[2]).unwrap_or(0));
+        trace.push(cache.lens()[0]);
     }
     let peak_kv = trace.iter().copied().max().unwrap_or(np);
     Ok(Generated { codes, peak_kv, kv_trace: trace })

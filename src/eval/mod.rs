@@ -42,7 +42,7 @@ pub fn load_inception(path: &Path, device: &Device) -> Result<InceptionV3> {
 
 pub fn load_lpips(path: &Path, device: &Device) -> Result<Lpips> {
     let w = fetched(path, "LPIPS VGG16", device)?;
-    let net = Lpips::load(&w, "")?;
+    let net = Lpips::load(w.root())?;
     w.finish(&[])?;
     Ok(net)
 }
@@ -143,12 +143,9 @@ pub fn eval_recon(
         check_sample_size("rFID", batches.iter().map(|b| b.size).sum())?;
     }
     let tensor = |b: &Batch| Tensor::<4>::from_data(TensorData::new(b.images.clone(), [b.size, 3, res, res]), &device);
-    let real_stats = match inception {
-        Some(net) => Some(Stats::from_features(
-            &batches.iter().flat_map(|b| inception_features(net, tensor(b))).collect::<Vec<_>>(),
-        )),
-        None => None,
-    };
+    let real_stats = inception.map(|net| {
+        Stats::from_features(&batches.iter().flat_map(|b| inception_features(net, tensor(b))).collect::<Vec<_>>())
+    });
     let side = tok.cfg.embed_res();
     let show = batches.first().map(|b| b.size.min(8)).unwrap_or(0);
     let r = res as u32;
@@ -291,12 +288,12 @@ pub fn save_stats(path: &Path, feats: &[Vec<f32>]) -> Result<()> {
         "features".to_string(),
         crate::io::weights::HostTensor { shape: vec![feats.len(), d], data: feats.concat() },
     );
-    crate::io::weights::write_safetensors(path, &m)
+    crate::io::safetensors::write_safetensors(path, &m)
 }
 
 /// Reads statistics written by `save_stats`: (stats, features).
 pub fn load_stats(path: &Path) -> Result<(Stats, Vec<Vec<f32>>)> {
-    let m = crate::io::weights::read_safetensors(path)?;
+    let m = crate::io::safetensors::read_safetensors(path)?;
     let get = |k: &str| m.get(k).ok_or_else(|| anyhow!("{} has no `{k}` (not a mergevq stats file)", path.display()));
     let f = get("features")?;
     let (mu, sigma) = (get("mu")?, get("sigma")?);

@@ -2,7 +2,8 @@
 //! (standardisation with the training set's statistics) and one linear layer trained with
 //! AdamW and a cosine schedule; reports top-1 accuracy.
 use crate::io::data::{Augment, Loader, Source};
-use crate::io::weights::{read_safetensors, write_safetensors, HostTensor};
+use crate::io::safetensors::{read_safetensors, write_safetensors};
+use crate::io::weights::HostTensor;
 use crate::tokenizer::Tokenizer;
 use crate::train::optim::{Adam, Schedule};
 use anyhow::{bail, Result};
@@ -125,6 +126,7 @@ struct Head {
 }
 
 /// Trains the probe on (train_x, train_y) and returns top-1 accuracy on (val_x, val_y).
+#[allow(clippy::too_many_arguments)]
 pub fn linear_probe(
     train_x: &[Vec<f32>],
     train_y: &[usize],

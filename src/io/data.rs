@@ -16,6 +16,9 @@ use std::sync::Arc;
 /// Something that yields labelled images by index.
 pub trait Source: Send + Sync {
     fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     fn get(&self, i: usize) -> Result<(RgbImage, usize)>;
     fn classes(&self) -> usize;
     /// A name for messages (file path or dataset/index).
@@ -106,7 +109,7 @@ impl ImageFolder {
         if !root.is_dir() {
             bail!("data folder {} does not exist", root.display());
         }
-        let mut dirs: Vec<PathBuf> = entries(root)?.into_iter().filter(|p| p.is_dir()).collect();
+        let mut dirs: Vec<PathBuf> = crate::io::fs::list_dir(root)?.into_iter().filter(|p| p.is_dir()).collect();
         dirs.sort();
         let (mut files, mut classes) = (Vec::new(), Vec::new());
         for d in &dirs {
@@ -136,12 +139,6 @@ impl ImageFolder {
     }
 }
 
-/// The paths in folder `d`.
-fn entries(d: &Path) -> Result<Vec<PathBuf>> {
-    let list = std::fs::read_dir(d).with_context(|| format!("cannot list data folder {}", d.display()))?;
-    Ok(list.filter_map(|e| e.ok().map(|e| e.path())).collect())
-}
-
 /// The PNG/JPEG files directly in folder `d`, sorted.
 fn images_in(d: &Path) -> Result<Vec<PathBuf>> {
     let is_image = |p: &Path| {
@@ -150,7 +147,7 @@ fn images_in(d: &Path) -> Result<Vec<PathBuf>> {
             Some("png" | "jpg" | "jpeg")
         )
     };
-    let mut v: Vec<PathBuf> = entries(d)?.into_iter().filter(|p| p.is_file() && is_image(p)).collect();
+    let mut v: Vec<PathBuf> = crate::io::fs::list_dir(d)?.into_iter().filter(|p| p.is_file() && is_image(p)).collect();
     v.sort();
     Ok(v)
 }

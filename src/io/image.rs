@@ -59,7 +59,7 @@ pub fn tensor_to_rgb(t: Tensor<3>) -> RgbImage {
 pub fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
     let mut buf = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut buf), image::ImageFormat::Png)?;
-    crate::io::weights::atomic_write(path, &buf)
+    crate::io::atomic::atomic_write(path, &buf)
 }
 
 /// A distinct colour for group `g` (golden-angle hue steps).

@@ -1,6 +1,11 @@
 //! Input and output: weights and checkpoints, images, token files, data sets.
+pub mod atomic;
+pub mod ckpt;
 pub mod data;
+pub mod fs;
 pub mod image;
 pub mod preprocess;
+pub mod safetensors;
+pub mod scope;
 pub mod tokens;
 pub mod weights;

@@ -1,7 +1,8 @@
 //! The adversarial part of the tokenizer loss: the PatchGAN discriminator (pix2pix
 //! NLayerDiscriminator), hinge / non-saturating losses and LeCam regularisation.
-use crate::io::weights::{HostTensor, Init, Weights};
-use crate::nn::{join, Conv2d, ConvSpec};
+use crate::io::scope::Scope;
+use crate::io::weights::{HostTensor, Init};
+use crate::nn::{Conv2d, ConvSpec};
 use anyhow::Result;
 use burn::module::Param;
 use burn::prelude::*;
@@ -15,17 +16,20 @@ pub struct BatchNorm {
     pub bias: Param<Tensor<1>>,
     /// Running statistics (not trained; updated with momentum 0.1 when training).
     #[module(skip)]
-    pub running: std::sync::Arc<std::sync::Mutex<(Vec<f32>, Vec<f32>, i64)>>,
+    pub running: std::sync::Arc<std::sync::Mutex<RunningStats>>,
 }
 
+/// BatchNorm running mean and variance per channel, and the number of batches seen.
+pub type RunningStats = (Vec<f32>, Vec<f32>, i64);
+
 impl BatchNorm {
-    fn load(w: &Weights, p: &str, c: usize) -> Result<Self> {
-        let mean = w.host(&join(p, "running_mean"), &[c], Init::Const(0.0))?.data;
-        let var = w.host(&join(p, "running_var"), &[c], Init::Const(1.0))?.data;
-        let n = w.host(&join(p, "num_batches_tracked"), &[], Init::Const(0.0))?.data[0] as i64;
+    fn load(w: Scope, c: usize) -> Result<Self> {
+        let mean = w.host("running_mean", &[c], Init::Const(0.0))?.data;
+        let var = w.host("running_var", &[c], Init::Const(1.0))?.data;
+        let n = w.host("num_batches_tracked", &[], Init::Const(0.0))?.data[0] as i64;
         Ok(Self {
-            weight: w.param(&join(p, "weight"), [c], Init::Const(1.0))?,
-            bias: w.param(&join(p, "bias"), [c], Init::Const(0.0))?,
+            weight: w.param("weight", [c], Init::Const(1.0))?,
+            bias: w.param("bias", [c], Init::Const(0.0))?,
             running: std::sync::Arc::new(std::sync::Mutex::new((mean, var, n))),
         })
     }
@@ -68,12 +72,11 @@ pub struct Discriminator {
 }
 
 impl Discriminator {
-    pub fn load(w: &Weights, p: &str, in_ch: usize, ndf: usize, n_layers: usize) -> Result<Self> {
+    pub fn load(w: Scope, in_ch: usize, ndf: usize, n_layers: usize) -> Result<Self> {
         let init = Some(Init::Normal(0.02));
         let conv = |i: usize, c_in: usize, c_out: usize, stride: usize, bias: bool| {
             Conv2d::load(
-                w,
-                &join(p, &format!("main.{i}")),
+                w.pp(format!("main.{i}")),
                 ConvSpec { stride, padding: 1, ..ConvSpec::same(c_in, c_out, 4, bias) },
                 init,
             )
@@ -87,7 +90,7 @@ impl Discriminator {
             mult = (1 << n).min(8);
             let stride = if n < n_layers { 2 } else { 1 };
             convs.push(conv(idx, ndf * prev, ndf * mult, stride, false)?);
-            let bn = BatchNorm::load(w, &join(p, &format!("main.{}", idx + 1)), ndf * mult)?;
+            let bn = BatchNorm::load(w.pp(format!("main.{}", idx + 1)), ndf * mult)?;
             norms.push(bn);
             idx += 3;
         }
@@ -105,12 +108,13 @@ impl Discriminator {
         self.convs[self.convs.len() - 1].forward(h)
     }
 
-    /// The BatchNorm buffers under their state-dict names (for saving).
-    pub fn buffers(&self, p: &str) -> BTreeMap<String, HostTensor> {
+    /// The BatchNorm buffers under their state-dict names (for saving; the discriminator's
+    /// names are top-level).
+    pub fn buffers(&self) -> BTreeMap<String, HostTensor> {
         let mut out = BTreeMap::new();
         for (k, bn) in self.norms.iter().enumerate() {
             let r = bn.running.lock().expect("running stats");
-            let name = |s: &str| join(p, &format!("main.{}.{s}", 3 + 3 * k));
+            let name = |s: &str| format!("main.{}.{s}", 3 + 3 * k);
             let c = r.0.len();
             out.insert(name("running_mean"), HostTensor { shape: vec![c], data: r.0.clone() });
             out.insert(name("running_var"), HostTensor { shape: vec![c], data: r.1.clone() });
@@ -123,6 +127,11 @@ impl Discriminator {
 /// Discriminator hinge loss: ½(mean relu(1 − D(x)) + mean relu(1 + D(x̂))).
 pub fn hinge_d_loss(real: Tensor<4>, fake: Tensor<4>) -> Tensor<1> {
     (relu(real.neg() + 1.0).mean() + relu(fake + 1.0).mean()) * 0.5
+}
+
+/// Discriminator vanilla (non-saturating) loss: ½(mean softplus(−D(x)) + mean softplus(D(x̂))).
+pub fn vanilla_d_loss(real: Tensor<4>, fake: Tensor<4>) -> Tensor<1> {
+    (softplus(real.neg(), 1.0).mean() + softplus(fake, 1.0).mean()) * 0.5
 }
 
 /// Generator non-saturating loss on per-image mean logits: mean softplus(−mean D(x̂)).

@@ -1,8 +1,8 @@
 //! LPIPS perceptual distance (Zhang et al. 2018) with VGG16 features: scale the input, take
 //! relu1_2 … relu5_3, unit-normalise channels, square the difference, weight channels with
 //! the linear heads, average over space and sum over the 5 layers.
-use crate::io::weights::{Init, Weights};
-use crate::nn::{join, Conv2d, ConvSpec};
+use crate::io::{scope::Scope, weights::Init};
+use crate::nn::{Conv2d, ConvSpec};
 use anyhow::Result;
 use burn::module::Param;
 use burn::prelude::*;
@@ -25,7 +25,7 @@ pub struct Lpips {
 impl Lpips {
     /// Names as taming's LPIPS state dict: `scaling_layer.*`, `net.slice{1..5}.{idx}.*`,
     /// `lin{0..4}.model.1.weight`.
-    pub fn load(w: &Weights, p: &str) -> Result<Self> {
+    pub fn load(w: Scope) -> Result<Self> {
         let mut convs = Vec::new();
         let mut c_in = 3;
         for (s, idx) in SLICES.iter().enumerate() {
@@ -33,8 +33,7 @@ impl Lpips {
             for &i in idx.iter() {
                 let c_out = CHANNELS[s];
                 slice.push(Conv2d::load(
-                    w,
-                    &join(p, &format!("net.slice{}.{i}", s + 1)),
+                    w.pp(format!("net.slice{}.{i}", s + 1)),
                     ConvSpec::same(c_in, c_out, 3, true),
                     None,
                 )?);
@@ -45,16 +44,15 @@ impl Lpips {
         let lins = (0..5)
             .map(|k| {
                 Conv2d::load(
-                    w,
-                    &join(p, &format!("lin{k}.model.1")),
+                    w.pp(format!("lin{k}.model.1")),
                     ConvSpec::same(CHANNELS[k], 1, 1, false),
                     Some(Init::Const(1.0 / CHANNELS[k] as f32)),
                 )
             })
             .collect::<Result<_>>()?;
         let buffer = |name: &str, v: &'static [f32]| -> Result<Param<Tensor<4>>> {
-            let h = w.host(&join(p, &format!("scaling_layer.{name}")), &[1, 3, 1, 1], Init::List(v))?;
-            Ok(Param::from_data(TensorData::new(h.data, [1, 3, 1, 1]), &w.device).set_require_grad(false))
+            let h = w.pp("scaling_layer").host(name, &[1, 3, 1, 1], Init::List(v))?;
+            Ok(Param::from_data(TensorData::new(h.data, [1, 3, 1, 1]), w.device()).set_require_grad(false))
         };
         Ok(Self {
             shift: buffer("shift", &[-0.030, -0.088, -0.188])?,

@@ -2,20 +2,12 @@
 //! state-dict names and shapes map one to one.
 pub mod fused;
 
-use crate::io::weights::{Init, Weights};
+use crate::io::{scope::Scope, weights::Init};
 use anyhow::Result;
 use burn::module::Param;
 use burn::prelude::*;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
-
-pub fn join(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() {
-        name.to_string()
-    } else {
-        format!("{prefix}.{name}")
-    }
-}
 
 /// nn.Linear: y = x Wᵀ + b, W is [out, in].
 #[derive(Module, Debug)]
@@ -25,20 +17,20 @@ pub struct Linear {
 }
 
 impl Linear {
-    pub fn load(w: &Weights, prefix: &str, d_in: usize, d_out: usize, bias: bool, init: Init) -> Result<Self> {
+    pub fn load(w: Scope, d_in: usize, d_out: usize, bias: bool, init: Init) -> Result<Self> {
         let bias_init = match init {
             Init::FanIn(_) => Init::FanIn(d_in),
             _ => Init::Const(0.0),
         };
         Ok(Self {
-            weight: w.param(&join(prefix, "weight"), [d_out, d_in], init)?,
-            bias: if bias { Some(w.param(&join(prefix, "bias"), [d_out], bias_init)?) } else { None },
+            weight: w.param("weight", [d_out, d_in], init)?,
+            bias: if bias { Some(w.param("bias", [d_out], bias_init)?) } else { None },
         })
     }
 
     /// PyTorch's default initialisation.
-    pub fn torch(w: &Weights, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Self> {
-        Self::load(w, prefix, d_in, d_out, bias, Init::FanIn(d_in))
+    pub fn torch(w: Scope, d_in: usize, d_out: usize, bias: bool) -> Result<Self> {
+        Self::load(w, d_in, d_out, bias, Init::FanIn(d_in))
     }
 
     /// Leading dims fold into rows, one [rows, in]·Wᵀ product against the transposed view of W
@@ -89,7 +81,7 @@ impl ConvSpec {
 }
 
 impl Conv2d {
-    pub fn load(w: &Weights, prefix: &str, s: ConvSpec, init: Option<Init>) -> Result<Self> {
+    pub fn load(w: Scope, s: ConvSpec, init: Option<Init>) -> Result<Self> {
         let fan_in = s.c_in / s.groups * s.kernel * s.kernel;
         let init = init.unwrap_or(Init::FanIn(fan_in));
         let bias_init = match init {
@@ -97,8 +89,8 @@ impl Conv2d {
             _ => Init::Const(0.0),
         };
         Ok(Self {
-            weight: w.param(&join(prefix, "weight"), [s.c_out, s.c_in / s.groups, s.kernel, s.kernel], init)?,
-            bias: if s.bias { Some(w.param(&join(prefix, "bias"), [s.c_out], bias_init)?) } else { None },
+            weight: w.param("weight", [s.c_out, s.c_in / s.groups, s.kernel, s.kernel], init)?,
+            bias: if s.bias { Some(w.param("bias", [s.c_out], bias_init)?) } else { None },
             stride: s.stride,
             padding: s.padding,
             groups: s.groups,
@@ -128,10 +120,10 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
-    pub fn load(w: &Weights, prefix: &str, dim: usize) -> Result<Self> {
+    pub fn load(w: Scope, dim: usize) -> Result<Self> {
         Ok(Self {
-            weight: w.param(&join(prefix, "weight"), [dim], Init::Const(1.0))?,
-            bias: w.param(&join(prefix, "bias"), [dim], Init::Const(0.0))?,
+            weight: w.param("weight", [dim], Init::Const(1.0))?,
+            bias: w.param("bias", [dim], Init::Const(0.0))?,
         })
     }
 
@@ -152,10 +144,10 @@ pub struct GroupNorm {
 }
 
 impl GroupNorm {
-    pub fn load(w: &Weights, prefix: &str, groups: usize, channels: usize, eps: f64) -> Result<Self> {
+    pub fn load(w: Scope, groups: usize, channels: usize, eps: f64) -> Result<Self> {
         Ok(Self {
-            weight: Some(w.param(&join(prefix, "weight"), [channels], Init::Const(1.0))?),
-            bias: Some(w.param(&join(prefix, "bias"), [channels], Init::Const(0.0))?),
+            weight: Some(w.param("weight", [channels], Init::Const(1.0))?),
+            bias: Some(w.param("bias", [channels], Init::Const(0.0))?),
             groups,
             eps,
         })

@@ -1,8 +1,8 @@
 //! MergeVQDecoder: conv_in, a ViT with conv positional embedding and MixFFN, then per level
 //! (coarse to fine) an adaptive GroupNorm conditioned on the quantized map, ResBlocks and a
 //! depth-to-space up-sampler; GroupNorm → SiLU → conv_out.
-use crate::io::weights::Weights;
-use crate::nn::{join, Conv2d, ConvSpec, GroupNorm, Linear};
+use crate::io::scope::Scope;
+use crate::nn::{Conv2d, ConvSpec, GroupNorm, Linear};
 use crate::tokenizer::config::TokenizerConfig;
 use crate::tokenizer::resblock::ResBlock;
 use crate::tokenizer::vit::ConvPosTransformer;
@@ -18,11 +18,11 @@ pub struct AdaptiveGroupNorm {
 }
 
 impl AdaptiveGroupNorm {
-    fn load(w: &Weights, p: &str, z_channels: usize, c: usize) -> Result<Self> {
+    fn load(w: Scope, z_channels: usize, c: usize) -> Result<Self> {
         Ok(Self {
             gn: GroupNorm::plain(32, 1e-6),
-            gamma: Linear::torch(w, &join(p, "gamma"), z_channels, c, true)?,
-            beta: Linear::torch(w, &join(p, "beta"), z_channels, c, true)?,
+            gamma: Linear::torch(w.pp("gamma"), z_channels, c, true)?,
+            beta: Linear::torch(w.pp("beta"), z_channels, c, true)?,
         })
     }
 
@@ -69,30 +69,30 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    pub fn load(w: &Weights, p: &str, cfg: &TokenizerConfig) -> Result<Self> {
+    pub fn load(w: Scope, cfg: &TokenizerConfig) -> Result<Self> {
         let d = &cfg.ddconfig;
         let n = d.ch_mult.len();
         let mut block_in = d.ch * d.ch_mult[n - 1];
         let heads = cfg.heads_for(block_in);
-        if block_in % heads != 0 {
+        if !block_in.is_multiple_of(heads) {
             bail!("decoder width {block_in} is not divisible by {heads} heads");
         }
-        let conv_in = Conv2d::load(w, &join(p, "conv_in"), ConvSpec::same(d.z_channels, block_in, 3, true), None)?;
-        let attn = ConvPosTransformer::load(w, &join(p, "attn"), block_in, d.num_att_blocks, heads)?;
+        let conv_in = Conv2d::load(w.pp("conv_in"), ConvSpec::same(d.z_channels, block_in, 3, true), None)?;
+        let attn = ConvPosTransformer::load(w.pp("attn"), block_in, d.num_att_blocks, heads)?;
         let mut adaptive = Vec::new();
         let mut up = Vec::new();
         for i in (0..n).rev() {
             let block_out = d.ch * d.ch_mult[i];
-            adaptive.push(AdaptiveGroupNorm::load(w, &join(p, &format!("adaptive.{i}")), d.z_channels, block_in)?);
+            adaptive.push(AdaptiveGroupNorm::load(w.pp(format!("adaptive.{i}")), d.z_channels, block_in)?);
             let count = if i == 0 { d.num_res_blocks } else { d.num_res_blocks + d.num_res_extra };
             let mut block = Vec::new();
             for j in 0..count {
-                block.push(ResBlock::load(w, &join(p, &format!("up.{i}.block.{j}")), block_in, block_out)?);
+                block.push(ResBlock::load(w.pp(format!("up.{i}.block.{j}")), block_in, block_out)?);
                 block_in = block_out;
             }
             let upsample = if i > 0 {
                 let s = ConvSpec::same(block_in, 4 * block_in, 3, true);
-                Some(Upsampler { conv1: Conv2d::load(w, &join(p, &format!("up.{i}.upsample.conv1")), s, None)? })
+                Some(Upsampler { conv1: Conv2d::load(w.pp(format!("up.{i}.upsample.conv1")), s, None)? })
             } else {
                 None
             };
@@ -105,8 +105,8 @@ impl Decoder {
             attn,
             adaptive,
             up,
-            norm_out: GroupNorm::load(w, &join(p, "norm_out"), 32, block_in, 1e-6)?,
-            conv_out: Conv2d::load(w, &join(p, "conv_out"), ConvSpec::same(block_in, d.out_ch, 3, true), None)?,
+            norm_out: GroupNorm::load(w.pp("norm_out"), 32, block_in, 1e-6)?,
+            conv_out: Conv2d::load(w.pp("conv_out"), ConvSpec::same(block_in, d.out_ch, 3, true), None)?,
         })
     }
 

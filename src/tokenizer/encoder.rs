@@ -1,8 +1,8 @@
 //! MergeVQEncoder: a CNN (or a patchify conv, "isotropic") down to L = (res/2^n)² tokens, a
 //! [CLS] token, ToMe ViT blocks that keep K tokens, then GroupNorm → SiLU → 1×1 conv to z.
 //! The [CLS] token feeds a representation head for alignment.
-use crate::io::weights::Weights;
-use crate::nn::{gelu, join, map_to_tokens, Conv2d, ConvSpec, GroupNorm, LayerNorm, Linear};
+use crate::io::scope::Scope;
+use crate::nn::{gelu, map_to_tokens, Conv2d, ConvSpec, GroupNorm, LayerNorm, Linear};
 use crate::tokenizer::config::{FlagOr, TokenizerConfig};
 use crate::tokenizer::resblock::ResBlock;
 use crate::tokenizer::tome::{KeepPlan, Tracking};
@@ -72,34 +72,34 @@ pub struct Encoded {
 }
 
 impl Encoder {
-    pub fn load(w: &Weights, p: &str, cfg: &TokenizerConfig) -> Result<Self> {
+    pub fn load(w: Scope, cfg: &TokenizerConfig) -> Result<Self> {
         let d = &cfg.ddconfig;
         let dim = cfg.encoder_dim();
         let heads = cfg.heads_for(dim);
-        if dim % heads != 0 {
+        if !dim.is_multiple_of(heads) {
             bail!("encoder width {dim} is not divisible by {heads} heads");
         }
         let stem = if cfg.isotropic() {
             let patch = d.resolution / cfg.embed_res();
             let s = ConvSpec { stride: patch, padding: 0, ..ConvSpec::same(d.in_channels, dim, patch, true) };
             Stem::Patchify(PatchStem {
-                conv: Conv2d::load(w, &join(p, "conv_in.0"), s, None)?,
-                norm: GroupNorm::load(w, &join(p, "conv_in.1"), dim, dim, 1e-6)?,
+                conv: Conv2d::load(w.pp("conv_in.0"), s, None)?,
+                norm: GroupNorm::load(w.pp("conv_in.1"), dim, dim, 1e-6)?,
             })
         } else {
-            let conv_in = Conv2d::load(w, &join(p, "conv_in"), ConvSpec::same(d.in_channels, d.ch, 3, false), None)?;
+            let conv_in = Conv2d::load(w.pp("conv_in"), ConvSpec::same(d.in_channels, d.ch, 3, false), None)?;
             let mut down = Vec::new();
             let mut c_in = d.ch;
             for (i, m) in d.ch_mult.iter().enumerate() {
                 let c_out = d.ch * m;
                 let mut block = Vec::new();
                 for j in 0..d.num_res_blocks {
-                    block.push(ResBlock::load(w, &join(p, &format!("down.{i}.block.{j}")), c_in, c_out)?);
+                    block.push(ResBlock::load(w.pp(format!("down.{i}.block.{j}")), c_in, c_out)?);
                     c_in = c_out;
                 }
                 let downsample = if i + 1 < d.ch_mult.len() {
                     let s = ConvSpec { stride: 2, ..ConvSpec::same(c_out, c_out, 3, true) };
-                    Some(Conv2d::load(w, &join(p, &format!("down.{i}.downsample")), s, None)?)
+                    Some(Conv2d::load(w.pp(format!("down.{i}.downsample")), s, None)?)
                 } else {
                     None
                 };
@@ -108,7 +108,7 @@ impl Encoder {
             Stem::Cnn(CnnStem { conv_in, down })
         };
         let rep_attn = if d.num_rep_blocks > 0 && d.dist_head.is_some() {
-            Some(TomeTransformer::load_plain(w, &join(p, "rep_attn"), dim, d.num_rep_blocks, heads)?)
+            Some(TomeTransformer::load_plain(w.pp("rep_attn"), dim, d.num_rep_blocks, heads)?)
         } else {
             None
         };
@@ -117,32 +117,32 @@ impl Encoder {
             Some(kind) => {
                 let hidden = 4 * dim;
                 let classes = d.num_classes.unwrap_or(dim);
-                let hp = join(p, "dist_head");
+                let h = w.pp("dist_head");
                 Some(if kind == &FlagOr::Value("layer3".to_string()) {
                     DistHead {
                         fc: vec![
-                            Linear::torch(w, &join(&hp, "0"), dim, hidden, true)?,
-                            Linear::torch(w, &join(&hp, "2"), hidden, hidden, true)?,
-                            Linear::torch(w, &join(&hp, "4"), hidden, classes, true)?,
+                            Linear::torch(h.pp("0"), dim, hidden, true)?,
+                            Linear::torch(h.pp("2"), hidden, hidden, true)?,
+                            Linear::torch(h.pp("4"), hidden, classes, true)?,
                         ],
                         norm: None,
                     }
                 } else {
                     DistHead {
                         fc: vec![
-                            Linear::torch(w, &join(&hp, "0"), dim, hidden, true)?,
-                            Linear::torch(w, &join(&hp, "3"), hidden, classes, true)?,
+                            Linear::torch(h.pp("0"), dim, hidden, true)?,
+                            Linear::torch(h.pp("3"), hidden, classes, true)?,
                         ],
-                        norm: Some(LayerNorm::load(w, &join(&hp, "2"), hidden)?),
+                        norm: Some(LayerNorm::load(h.pp("2"), hidden)?),
                     }
                 })
             }
         };
         Ok(Self {
             stem,
-            attn: TomeTransformer::load(w, &join(p, "attn"), dim, d.num_att_blocks, heads)?,
-            norm_out: GroupNorm::load(w, &join(p, "norm_out"), 32, dim, 1e-6)?,
-            conv_out: Conv2d::load(w, &join(p, "conv_out"), ConvSpec::same(dim, d.z_channels, 1, true), None)?,
+            attn: TomeTransformer::load(w.pp("attn"), dim, d.num_att_blocks, heads)?,
+            norm_out: GroupNorm::load(w.pp("norm_out"), 32, dim, 1e-6)?,
+            conv_out: Conv2d::load(w.pp("conv_out"), ConvSpec::same(dim, d.z_channels, 1, true), None)?,
             rep_attn,
             dist_head,
         })

@@ -9,7 +9,8 @@ pub mod resblock;
 pub mod tome;
 pub mod vit;
 
-use crate::io::weights::{export, write_safetensors, Weights};
+use crate::io::safetensors::write_safetensors;
+use crate::io::weights::{export, Weights};
 use crate::nn::{map_to_tokens, tokens_to_map};
 use crate::tokenizer::config::TokenizerConfig;
 use crate::tokenizer::decoder::Decoder;
@@ -60,20 +61,13 @@ impl Tokenizer {
     pub fn load(w: &Weights, cfg: &TokenizerConfig) -> Result<Self> {
         cfg.validate()?;
         let d = &cfg.ddconfig;
-        let plan = KeepPlan::new(
-            cfg.embed_res(),
-            d.num_att_blocks,
-            d.merge_num,
-            d.merge_ratio,
-            d.cand_distribution.as_deref(),
-        )?;
+        let plan = KeepPlan::new(cfg.embed_res(), d.num_att_blocks, d.merge_num, d.merge_ratio, d.cand_distribution)?;
         let k = &cfg.k2lconfig;
         let recovery = if k.learn_source {
             let full = cfg.embed_res().pow(2);
             let rec_dim = k.rec_embed_dim.unwrap_or(384);
             Some(SourceRecovery::load(
-                w,
-                "recovery",
+                w.root().pp("recovery"),
                 cfg.embed_dim,
                 full,
                 rec_dim,
@@ -83,8 +77,8 @@ impl Tokenizer {
         } else {
             None
         };
-        let encoder = Encoder::load(w, "encoder", cfg)?;
-        let decoder = Decoder::load(w, "decoder", cfg)?;
+        let encoder = Encoder::load(w.root().pp("encoder"), cfg)?;
+        let decoder = Decoder::load(w.root().pp("decoder"), cfg)?;
         w.finish(NOT_TOKENIZER)?;
         Ok(Self { encoder, decoder, recovery, cfg: cfg.clone(), plan, names: w.names() })
     }
@@ -112,7 +106,8 @@ impl Tokenizer {
     }
 
     pub fn lfq(&self) -> Lfq {
-        Lfq { dim: self.cfg.embed_dim, factorized: None }
+        let c = &self.cfg;
+        Lfq { entropy_weights: [c.sample_minimization_weight, c.batch_maximization_weight], ..Lfq::new(c.embed_dim) }
     }
 
     /// L, the number of tokens before merging.
@@ -169,7 +164,7 @@ impl Tokenizer {
     /// Decodes LFQ indices (B·K, row-major) with their groups.
     pub fn decode_indices(&self, indices: &[i64], group: &[Vec<usize>], device: &Device) -> Result<Tensor<4>> {
         let b = group.len();
-        if b == 0 || indices.len() % b != 0 {
+        if b == 0 || !indices.len().is_multiple_of(b) {
             bail!("{} indices do not split into {b} images", indices.len());
         }
         let k = indices.len() / b;

@@ -1,7 +1,7 @@
 //! Token recovery: put the K kept tokens back on the L-token grid, either with the encoder's
 //! source matrix (token_unmerge) or with the learned SourceRecovery model that predicts it.
-use crate::io::weights::{Init, Weights};
-use crate::nn::{attention, gelu, join, LayerNorm, Linear};
+use crate::io::{scope::Scope, weights::Init};
+use crate::nn::{attention, gelu, LayerNorm, Linear};
 use anyhow::Result;
 use burn::module::Param;
 use burn::prelude::*;
@@ -41,18 +41,18 @@ pub struct CrossAttentionBlock {
 }
 
 impl CrossAttentionBlock {
-    fn load(w: &Weights, p: &str, dim: usize, heads: usize) -> Result<Self> {
+    fn load(w: Scope, dim: usize, heads: usize) -> Result<Self> {
         let tn = Init::TruncNormal(0.02);
         Ok(Self {
-            norm1: LayerNorm::load(w, &join(p, "norm1"), dim)?,
-            q: Linear::load(w, &join(p, "q"), dim, dim, true, tn)?,
-            kv: Linear::load(w, &join(p, "kv"), dim, 2 * dim, true, tn)?,
-            proj: Linear::load(w, &join(p, "proj"), dim, dim, true, tn)?,
-            gamma1: w.param(&join(p, "gamma1"), [dim], Init::Const(1e-5))?,
-            norm2: LayerNorm::load(w, &join(p, "norm2"), dim)?,
-            fc1: Linear::load(w, &join(p, "mlp.fc1"), dim, 4 * dim, true, tn)?,
-            fc2: Linear::load(w, &join(p, "mlp.fc2"), 4 * dim, dim, true, tn)?,
-            gamma2: w.param(&join(p, "gamma2"), [dim], Init::Const(1e-5))?,
+            norm1: LayerNorm::load(w.pp("norm1"), dim)?,
+            q: Linear::load(w.pp("q"), dim, dim, true, tn)?,
+            kv: Linear::load(w.pp("kv"), dim, 2 * dim, true, tn)?,
+            proj: Linear::load(w.pp("proj"), dim, dim, true, tn)?,
+            gamma1: w.param("gamma1", [dim], Init::Const(1e-5))?,
+            norm2: LayerNorm::load(w.pp("norm2"), dim)?,
+            fc1: Linear::load(w.pp("mlp.fc1"), dim, 4 * dim, true, tn)?,
+            fc2: Linear::load(w.pp("mlp.fc2"), 4 * dim, dim, true, tn)?,
+            gamma2: w.param("gamma2", [dim], Init::Const(1e-5))?,
             heads,
         })
     }
@@ -95,8 +95,7 @@ pub struct Recovered {
 
 impl SourceRecovery {
     pub fn load(
-        w: &Weights,
-        p: &str,
+        w: Scope,
         embed_dim: usize,
         full_num: usize,
         rec_dim: usize,
@@ -105,13 +104,13 @@ impl SourceRecovery {
     ) -> Result<Self> {
         let tn = Init::TruncNormal(0.02);
         Ok(Self {
-            rec_embed: Linear::load(w, &join(p, "rec_embed"), embed_dim, rec_dim, true, tn)?,
-            rec_tokens: w.param(&join(p, "rec_tokens"), [1, full_num, rec_dim], Init::Normal(1e-6))?,
-            norm_in: LayerNorm::load(w, &join(p, "norm_in"), rec_dim)?,
+            rec_embed: Linear::load(w.pp("rec_embed"), embed_dim, rec_dim, true, tn)?,
+            rec_tokens: w.param("rec_tokens", [1, full_num, rec_dim], Init::Normal(1e-6))?,
+            norm_in: LayerNorm::load(w.pp("norm_in"), rec_dim)?,
             blocks: (0..layers)
-                .map(|i| CrossAttentionBlock::load(w, &join(p, &format!("blocks.{i}")), rec_dim, heads))
+                .map(|i| CrossAttentionBlock::load(w.pp(format!("blocks.{i}")), rec_dim, heads))
                 .collect::<Result<_>>()?,
-            rec_head: Linear::load(w, &join(p, "rec_head"), rec_dim, rec_dim, true, tn)?,
+            rec_head: Linear::load(w.pp("rec_head"), rec_dim, rec_dim, true, tn)?,
         })
     }
 

@@ -1,7 +1,7 @@
 //! The CNN residual block shared by encoder and decoder: GN → SiLU → conv3×3 → GN → SiLU →
 //! conv3×3, plus a 1×1 shortcut when the width changes.
-use crate::io::weights::Weights;
-use crate::nn::{join, Conv2d, ConvSpec, GroupNorm};
+use crate::io::scope::Scope;
+use crate::nn::{Conv2d, ConvSpec, GroupNorm};
 use anyhow::Result;
 use burn::prelude::*;
 
@@ -15,14 +15,14 @@ pub struct ResBlock {
 }
 
 impl ResBlock {
-    pub fn load(w: &Weights, p: &str, c_in: usize, c_out: usize) -> Result<Self> {
+    pub fn load(w: Scope, c_in: usize, c_out: usize) -> Result<Self> {
         Ok(Self {
-            norm1: GroupNorm::load(w, &join(p, "norm1"), 32, c_in, 1e-6)?,
-            conv1: Conv2d::load(w, &join(p, "conv1"), ConvSpec::same(c_in, c_out, 3, false), None)?,
-            norm2: GroupNorm::load(w, &join(p, "norm2"), 32, c_out, 1e-6)?,
-            conv2: Conv2d::load(w, &join(p, "conv2"), ConvSpec::same(c_out, c_out, 3, false), None)?,
+            norm1: GroupNorm::load(w.pp("norm1"), 32, c_in, 1e-6)?,
+            conv1: Conv2d::load(w.pp("conv1"), ConvSpec::same(c_in, c_out, 3, false), None)?,
+            norm2: GroupNorm::load(w.pp("norm2"), 32, c_out, 1e-6)?,
+            conv2: Conv2d::load(w.pp("conv2"), ConvSpec::same(c_out, c_out, 3, false), None)?,
             nin_shortcut: if c_in != c_out {
-                Some(Conv2d::load(w, &join(p, "nin_shortcut"), ConvSpec::same(c_in, c_out, 1, false), None)?)
+                Some(Conv2d::load(w.pp("nin_shortcut"), ConvSpec::same(c_in, c_out, 1, false), None)?)
             } else {
                 None
             },

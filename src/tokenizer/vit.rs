@@ -1,8 +1,8 @@
 //! timm-style ViT blocks (pre-norm, LayerScale), in the two flavours MergeVQ uses: the encoder's
 //! with ToMe between attention and MLP, and the decoder's with a depth-wise-conv positional
 //! embedding and MixFFN.
-use crate::io::weights::{Init, Weights};
-use crate::nn::{attention, gelu, join, map_to_tokens, tokens_to_map, Conv2d, ConvSpec, LayerNorm, Linear};
+use crate::io::{scope::Scope, weights::Init};
+use crate::nn::{attention, gelu, map_to_tokens, tokens_to_map, Conv2d, ConvSpec, LayerNorm, Linear};
 use crate::tokenizer::tome::{bipartite_soft_matching, Tracking};
 use anyhow::Result;
 use burn::module::Param;
@@ -62,29 +62,29 @@ pub struct Block {
 }
 
 impl Block {
-    fn load(w: &Weights, p: &str, dim: usize, heads: usize, mix: bool) -> Result<Self> {
+    fn load(w: Scope, dim: usize, heads: usize, mix: bool) -> Result<Self> {
         let hidden = dim * 4;
         let tn = Init::TruncNormal(0.02);
         Ok(Self {
-            norm1: LayerNorm::load(w, &join(p, "norm1"), dim)?,
+            norm1: LayerNorm::load(w.pp("norm1"), dim)?,
             attn: Attention {
-                qkv: Linear::load(w, &join(p, "attn.qkv"), dim, 3 * dim, true, tn)?,
-                proj: Linear::load(w, &join(p, "attn.proj"), dim, dim, true, tn)?,
+                qkv: Linear::load(w.pp("attn.qkv"), dim, 3 * dim, true, tn)?,
+                proj: Linear::load(w.pp("attn.proj"), dim, dim, true, tn)?,
                 heads,
             },
-            ls1: w.param(&join(p, "ls1.gamma"), [dim], Init::Const(1e-5))?,
-            norm2: LayerNorm::load(w, &join(p, "norm2"), dim)?,
+            ls1: w.param("ls1.gamma", [dim], Init::Const(1e-5))?,
+            norm2: LayerNorm::load(w.pp("norm2"), dim)?,
             mlp: Mlp {
-                fc1: Linear::load(w, &join(p, "mlp.fc1"), dim, hidden, true, tn)?,
+                fc1: Linear::load(w.pp("mlp.fc1"), dim, hidden, true, tn)?,
                 dwconv: if mix {
                     let s = ConvSpec { groups: hidden, ..ConvSpec::same(hidden, hidden, 3, true) };
-                    Some(Conv2d::load(w, &join(p, "mlp.dwconv"), s, Some(tn))?)
+                    Some(Conv2d::load(w.pp("mlp.dwconv"), s, Some(tn))?)
                 } else {
                     None
                 },
-                fc2: Linear::load(w, &join(p, "mlp.fc2"), hidden, dim, true, tn)?,
+                fc2: Linear::load(w.pp("mlp.fc2"), hidden, dim, true, tn)?,
             },
-            ls2: w.param(&join(p, "ls2.gamma"), [dim], Init::Const(1e-5))?,
+            ls2: w.param("ls2.gamma", [dim], Init::Const(1e-5))?,
         })
     }
 
@@ -106,20 +106,20 @@ pub struct TomeTransformer {
 }
 
 impl TomeTransformer {
-    pub fn load(w: &Weights, p: &str, dim: usize, layers: usize, heads: usize) -> Result<Self> {
+    pub fn load(w: Scope, dim: usize, layers: usize, heads: usize) -> Result<Self> {
         Ok(Self {
-            cls_token: Some(w.param(&join(p, "cls_token"), [1, 1, dim], Init::Normal(1e-6))?),
-            blocks: Self::blocks(w, p, dim, layers, heads)?,
+            cls_token: Some(w.param("cls_token", [1, 1, dim], Init::Normal(1e-6))?),
+            blocks: Self::blocks(w, dim, layers, heads)?,
         })
     }
 
     /// Blocks without a [CLS] token (the representation blocks `rep_attn`).
-    pub fn load_plain(w: &Weights, p: &str, dim: usize, layers: usize, heads: usize) -> Result<Self> {
-        Ok(Self { cls_token: None, blocks: Self::blocks(w, p, dim, layers, heads)? })
+    pub fn load_plain(w: Scope, dim: usize, layers: usize, heads: usize) -> Result<Self> {
+        Ok(Self { cls_token: None, blocks: Self::blocks(w, dim, layers, heads)? })
     }
 
-    fn blocks(w: &Weights, p: &str, dim: usize, layers: usize, heads: usize) -> Result<Vec<Block>> {
-        (0..layers).map(|i| Block::load(w, &join(p, &format!("blocks.{i}")), dim, heads, false)).collect()
+    fn blocks(w: Scope, dim: usize, layers: usize, heads: usize) -> Result<Vec<Block>> {
+        (0..layers).map(|i| Block::load(w.pp(format!("blocks.{i}")), dim, heads, false)).collect()
     }
 
     /// x [B, L, C] → [B, 1 + K, C] and the sizes/sources of the K groups (row 0 = [CLS]).
@@ -162,12 +162,12 @@ pub struct ConvPosTransformer {
 }
 
 impl ConvPosTransformer {
-    pub fn load(w: &Weights, p: &str, dim: usize, layers: usize, heads: usize) -> Result<Self> {
+    pub fn load(w: Scope, dim: usize, layers: usize, heads: usize) -> Result<Self> {
         let s = ConvSpec { groups: dim, ..ConvSpec::same(dim, dim, 3, true) };
         Ok(Self {
-            pos_embed: Conv2d::load(w, &join(p, "pos_embed"), s, Some(Init::TruncNormal(0.02)))?,
+            pos_embed: Conv2d::load(w.pp("pos_embed"), s, Some(Init::TruncNormal(0.02)))?,
             blocks: (0..layers)
-                .map(|i| Block::load(w, &join(p, &format!("blocks.{i}")), dim, heads, true))
+                .map(|i| Block::load(w.pp(format!("blocks.{i}")), dim, heads, true))
                 .collect::<Result<_>>()?,
         })
     }

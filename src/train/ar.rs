@@ -2,12 +2,14 @@
 //! AdamW, warm-up + cosine (or step) schedule, clipping, label dropout for CFG, EMA,
 //! atomic checkpoints with resume — the same pieces as the tokenizer trainer.
 use super::checkpoint::Checkpoint;
-use super::config::{OptimConfig, RunConfig};
-use super::optim::{flat_inner, global_norm, Adam, Ema};
+use super::config::{OptimConfig, Optimizer, RunConfig};
+use super::optim::{clip_scale, flat_inner, global_norm, Adam, Ema};
+use super::run_loop::{Losses, Summary, Trainable};
 use crate::ar::gpt::{Gpt, GptConfig};
 use crate::ar::mergear::{first_of_group, mergear_bias};
+use crate::io::safetensors::write_safetensors;
 use crate::io::tokens::TokenSet;
-use crate::io::weights::{export, write_safetensors, Weights};
+use crate::io::weights::{export, Weights};
 use anyhow::{anyhow, bail, Context, Result};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
@@ -17,15 +19,13 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ArConfig {
     pub gpt: GptConfig,
-    /// "plain" (causal over the L raster tokens) or "mergear".
-    pub mode: String,
+    pub mode: ArMode,
     /// MergeAR recent window w.
     #[serde(default = "two")]
     pub window: usize,
@@ -37,6 +37,16 @@ pub struct ArConfig {
     #[serde(default)]
     pub optim: OptimConfig,
     pub run: RunConfig,
+}
+
+/// What the GPT learns to generate.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ArMode {
+    /// Causal attention over the L raster tokens.
+    Plain,
+    /// MergeAR (MergeVQ §4.1): the sparse mask over merged groups, conditioned on the kept count.
+    MergeAr,
 }
 
 fn two() -> usize {
@@ -58,22 +68,6 @@ impl ArConfig {
         cfg.validate().with_context(|| format!("bad config {}", path.display()))?;
         Ok(cfg)
     }
-
-    pub fn validate(&self) -> Result<()> {
-        self.gpt.validate()?;
-        match self.mode.as_str() {
-            "plain" if self.gpt.merge_tokens != 0 => bail!("plain AR takes gpt.merge_tokens = 0"),
-            "mergear" if self.gpt.merge_tokens == 0 => {
-                bail!("MergeAR needs gpt.merge_tokens = the number of kept-count candidates")
-            }
-            "plain" | "mergear" => {}
-            m => bail!("mode must be plain or mergear, got `{m}`"),
-        }
-        if !(self.optim.lr > 0.0) || self.batch_size == 0 || !(0.0..1.0).contains(&self.val_fraction) {
-            bail!("optim.lr > 0, batch_size ≥ 1 and val_fraction in [0, 1) are required");
-        }
-        Ok(())
-    }
 }
 
 pub struct ArTrainer {
@@ -90,10 +84,6 @@ pub struct ArTrainer {
 }
 
 impl ArTrainer {
-    pub fn checkpoint_path(cfg: &ArConfig) -> PathBuf {
-        cfg.run.out_dir.join("checkpoint.safetensors")
-    }
-
     pub fn new(cfg: ArConfig, resume: bool) -> Result<Self> {
         let device = crate::device().autodiff();
         let data = TokenSet::load(&cfg.tokens)?;
@@ -115,7 +105,7 @@ impl ArTrainer {
         if data.classes > g.class_num {
             bail!("token set has {} classes, gpt.class_num is {}", data.classes, g.class_num);
         }
-        if cfg.mode == "mergear" && data.candidates.len() != g.merge_tokens {
+        if cfg.mode == ArMode::MergeAr && data.candidates.len() != g.merge_tokens {
             bail!(
                 "token set has {} kept-count candidates {:?}, gpt.merge_tokens is {}",
                 data.candidates.len(),
@@ -128,25 +118,17 @@ impl ArTrainer {
         let n_val = ((data.len() as f64 * cfg.val_fraction).round() as usize).min(data.len() - 1);
         let val_idx = idx[..n_val].to_vec();
         let train_idx = idx[n_val..].to_vec();
-        let ckpt = if resume {
-            let p = Self::checkpoint_path(&cfg);
-            if !p.exists() {
-                bail!("--resume: no checkpoint at {}", p.display());
-            }
-            Some(Checkpoint::load(&p)?)
-        } else {
-            None
-        };
+        let ckpt = Checkpoint::resume(&cfg.run, resume)?;
         let w = match &ckpt {
             Some(c) => Weights::from_map(c.groups.get("model").cloned().unwrap_or_default(), &device),
             None => Weights::random(cfg.run.seed, &device),
         };
-        let gpt = Gpt::load(&w, "", &cfg.gpt)?;
+        let gpt = Gpt::load(w.root(), &cfg.gpt)?;
         w.finish(&[])?;
         let o = &cfg.optim;
         let mut me = Self {
             names: w.names(),
-            opt: Adam::new((o.betas[0], o.betas[1]), o.weight_decay, o.optimizer == "adamw"),
+            opt: Adam::new((o.betas[0], o.betas[1]), o.weight_decay, o.optimizer == Optimizer::AdamW),
             ema: Ema::new(o.ema),
             step: 0,
             device,
@@ -173,7 +155,7 @@ impl ArTrainer {
     }
 
     /// Mean cross-entropy of the pre and post factors for the images `items`, with the mode's
-    /// attention mask; `drop_labels` applies label dropout (training).
+    /// attention mask; with `rng`, label dropout (training).
     pub fn loss(&self, gpt: &Gpt, items: &[usize], rng: Option<&mut StdRng>) -> Result<Tensor<1>> {
         let g = &self.cfg.gpt;
         let a = g.factorized_bits[0];
@@ -191,7 +173,7 @@ impl ArTrainer {
         let pre: Vec<i64> = codes.iter().map(|c| c & ((1 << a) - 1)).collect();
         let post: Vec<i64> = codes.iter().map(|c| c >> a).collect();
         let device = gpt.pre_emb.val().device();
-        let (merge, bias) = if self.cfg.mode == "mergear" {
+        let (merge, bias) = if self.cfg.mode == ArMode::MergeAr {
             let m: Vec<i64> = items.iter().map(|&i| self.data.merge_index(i) as i64).collect();
             let n = g.prefix() + l - 1;
             let masks: Vec<Tensor<4>> = items
@@ -231,72 +213,85 @@ impl ArTrainer {
         groups.insert("opt.m".to_string(), m);
         groups.insert("opt.v".to_string(), v);
         let meta = serde_json::json!({"step": self.step, "opt_t": self.opt.t, "ema_updates": self.ema.updates});
-        Checkpoint { groups, meta }.save(&Self::checkpoint_path(&self.cfg))
+        Checkpoint { groups, meta }.save(&Checkpoint::path(&self.cfg.run))
     }
 
-    /// Trains to run.steps; returns the final validation loss and the exported EMA path.
-    pub fn run(&mut self) -> Result<(f64, PathBuf)> {
-        let cfg = self.cfg.clone();
-        let out = &cfg.run.out_dir;
-        std::fs::create_dir_all(out)?;
-        let mut metrics = std::fs::OpenOptions::new().create(true).append(true).open(out.join("metrics.jsonl"))?;
-        let pb = indicatif::ProgressBar::new(cfg.run.steps as u64);
-        pb.set_style(
-            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise}<{eta_precise} {msg}")
-                .unwrap(),
-        );
-        pb.set_position(self.step as u64);
-        let t0 = std::time::Instant::now();
-        let per_epoch = (self.train_idx.len() / cfg.batch_size).max(1);
-        let mut curve = Vec::new();
-        while self.step < cfg.run.steps {
-            let step = self.step;
-            let (epoch, k) = (step / per_epoch, step % per_epoch);
-            let mut order = self.train_idx.clone();
-            order.shuffle(&mut StdRng::seed_from_u64(cfg.run.seed ^ epoch as u64));
-            let items: Vec<usize> =
-                (0..cfg.batch_size).map(|j| order[(k * cfg.batch_size + j) % order.len()]).collect();
-            let mut rng = StdRng::seed_from_u64(cfg.run.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            let loss = self.loss(&self.gpt, &items, Some(&mut rng))?;
-            let v: f32 = loss.clone().into_scalar();
-            if !v.is_finite() {
-                bail!("loss `ce` is {v} at step {step}; stopping without saving");
-            }
-            let mut grads = GradientsParams::from_grads(loss.backward(), &self.gpt);
-            let norm = global_norm(&self.gpt, &grads);
-            let scale = cfg.optim.clip.map(|c| if norm > c { c / (norm + 1e-6) } else { 1.0 }).unwrap_or(1.0);
-            let lr = cfg.optim.schedule.lr(cfg.optim.lr, step, cfg.run.steps);
-            self.gpt = self.opt.step(self.gpt.clone(), &mut grads, lr, scale);
-            self.ema.update(&self.gpt);
-            self.step += 1;
-            curve.push((self.step as f64, v as f64));
-            if self.step % cfg.run.log_every.max(1) == 0 {
-                writeln!(metrics, "{}", serde_json::json!({"step": self.step, "ce": v, "lr": lr, "grad_norm": norm}))?;
-                pb.set_message(format!("ce {v:.4}"));
-            }
-            if cfg.run.val_every > 0 && self.step % cfg.run.val_every == 0 {
-                writeln!(metrics, "{}", serde_json::json!({"step": self.step, "val_ce": self.validate()?}))?;
-            }
-            let timed_out = cfg.run.max_minutes.is_some_and(|m| t0.elapsed().as_secs_f64() > m * 60.0);
-            if self.step % cfg.run.checkpoint_every.max(1) == 0 || self.step == cfg.run.steps || timed_out {
-                self.save_checkpoint()?;
-            }
-            pb.set_position(self.step as u64);
-            if timed_out {
-                break;
-            }
+    /// One optimizer step on the images `items`; returns its "ce", "lr" and "grad_norm".
+    pub fn train_step(&mut self, items: &[usize]) -> Result<Losses> {
+        let step = self.step;
+        let mut rng = StdRng::seed_from_u64(self.cfg.run.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let loss = self.loss(&self.gpt, items, Some(&mut rng))?;
+        let v: f32 = loss.clone().into_scalar();
+        if !v.is_finite() {
+            bail!("loss `ce` is {v} at step {step}; stopping without saving");
         }
-        pb.finish_and_clear();
-        if curve.len() > 1 {
-            crate::io::image::save_png(
-                &crate::eval::plot::LinePlot::new("step", "loss").with("training loss", curve).render(640, 360)?,
-                &out.join("loss_curve.png"),
-            )?;
-        }
-        let val = self.validate()?;
-        writeln!(metrics, "{}", serde_json::json!({"step": self.step, "val_ce": val, "final": true}))?;
+        let mut grads = GradientsParams::from_grads(loss.backward(), &self.gpt);
+        let norm = global_norm(&self.gpt, &grads);
+        let o = &self.cfg.optim;
+        let lr = o.schedule.lr(o.lr, step, self.cfg.run.steps);
+        self.gpt = self.opt.step(self.gpt.clone(), &mut grads, lr, clip_scale(o.clip, norm));
+        self.ema.update(&self.gpt);
+        self.step += 1;
+        Ok(vec![("ce", v as f64), ("lr", lr), ("grad_norm", norm)])
+    }
+
+    /// Trains to run.steps (or run.max_minutes); the summary has the final validation loss
+    /// and the exported EMA weights.
+    pub fn run(&mut self) -> Result<Summary> {
+        super::run_loop::run(self)
+    }
+}
+
+/// The images of step `step`: `batch` indices from the epoch's shuffle of `train_idx`.
+fn step_items(train_idx: &[usize], batch: usize, seed: u64, step: usize) -> Vec<usize> {
+    let per_epoch = (train_idx.len() / batch).max(1);
+    let (epoch, k) = (step / per_epoch, step % per_epoch);
+    let mut order = train_idx.to_vec();
+    order.shuffle(&mut StdRng::seed_from_u64(seed ^ epoch as u64));
+    (0..batch).map(|j| order[(k * batch + j) % order.len()]).collect()
+}
+
+impl Trainable for ArTrainer {
+    type Input = Vec<usize>;
+    const CURVE: &'static str = "ce";
+    const VAL: &'static str = "val_ce";
+
+    fn run_config(&self) -> &RunConfig {
+        &self.cfg.run
+    }
+
+    fn next_step(&self) -> usize {
+        self.step
+    }
+
+    /// `run.out_dir`, and the images of each step.
+    fn start(&mut self) -> Result<Box<dyn Iterator<Item = Result<Vec<usize>>>>> {
+        let out = &self.cfg.run.out_dir;
+        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+        let (train_idx, batch, seed) = (self.train_idx.clone(), self.cfg.batch_size, self.cfg.run.seed);
+        Ok(Box::new((self.step..).map(move |step| Ok(step_items(&train_idx, batch, seed, step)))))
+    }
+
+    fn step(&mut self, items: &Vec<usize>) -> Result<Losses> {
+        self.train_step(items)
+    }
+
+    fn progress(&self, losses: &Losses, _: Option<f64>) -> String {
+        let ce = losses.iter().find(|(k, _)| *k == "ce").map_or(0.0, |(_, v)| *v);
+        format!("ce {ce:.4}")
+    }
+
+    fn validation(&self) -> Result<f64> {
+        self.validate()
+    }
+
+    fn save_checkpoint(&self) -> Result<()> {
+        ArTrainer::save_checkpoint(self)
+    }
+
+    fn export(&self, out: &Path) -> Result<PathBuf> {
         let path = out.join("gpt_ema.safetensors");
         write_safetensors(&path, &export(&self.ema.apply(self.gpt.clone()), &self.names))?;
-        Ok((val, path))
+        Ok(path)
     }
 }

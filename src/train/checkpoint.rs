@@ -1,12 +1,14 @@
 //! Training checkpoints: one safetensors file with the model, its EMA, the discriminator and
 //! both optimizers' moments under state-dict names, and the counters in its metadata. Written
 //! atomically: a crash while saving leaves the previous checkpoint intact.
-use crate::io::weights::{atomic_write, HostTensor};
-use anyhow::{anyhow, Context, Result};
+use super::config::RunConfig;
+use crate::io::atomic::atomic_write;
+use crate::io::weights::HostTensor;
+use anyhow::{anyhow, bail, Context, Result};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub struct Checkpoint {
     /// Tensors by group ("model", "ema", "disc", "opt_g.m", …) and name.
@@ -15,12 +17,30 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
+    /// Where a run keeps its checkpoint: `checkpoint.safetensors` in `run.out_dir`.
+    pub fn path(run: &RunConfig) -> PathBuf {
+        run.out_dir.join("checkpoint.safetensors")
+    }
+
+    /// The checkpoint to continue from with `--resume` (`None` without it); an error when the
+    /// run has none.
+    pub fn resume(run: &RunConfig, resume: bool) -> Result<Option<Self>> {
+        if !resume {
+            return Ok(None);
+        }
+        let p = Self::path(run);
+        if !p.exists() {
+            bail!("--resume: no checkpoint at {}", p.display());
+        }
+        Self::load(&p).map(Some)
+    }
+
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut flat: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::new();
         for (g, tensors) in &self.groups {
             for (name, t) in tensors {
                 if let Some(v) = t.data.iter().find(|v| !v.is_finite()) {
-                    anyhow::bail!("refusing to save a checkpoint: `{g}/{name}` holds {v}");
+                    bail!("refusing to save a checkpoint: `{g}/{name}` holds {v}");
                 }
                 flat.push((
                     format!("{g}/{name}"),

@@ -2,7 +2,7 @@
 //! Defaults follow the reference configs (configs/gpu_s1/*.yaml, VQLPIPSWithDiscriminator).
 use super::optim::Schedule;
 use crate::tokenizer::config::TokenizerConfig;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -21,8 +21,7 @@ pub struct TrainConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// "fashion-mnist" or "folder".
-    pub source: String,
+    pub source: DataSource,
     /// Folder of class sub-folders (source = "folder"), or the Fashion-MNIST directory.
     #[serde(default)]
     pub path: Option<PathBuf>,
@@ -36,12 +35,31 @@ pub struct DataConfig {
     pub flip: bool,
 }
 
+/// Where the training images come from.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataSource {
+    /// The Fashion-MNIST IDX files (`path`, or the system data set); validates on the test split.
+    FashionMnist,
+    /// A folder of class sub-folders (`path`, `val_path`).
+    Folder,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Optimizer {
+    /// Adam with L2 weight decay added to the gradient.
+    #[default]
+    Adam,
+    /// AdamW (decoupled weight decay).
+    AdamW,
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OptimConfig {
-    /// "adam" or "adamw".
-    #[serde(default = "adam")]
-    pub optimizer: String,
+    #[serde(default)]
+    pub optimizer: Optimizer,
     #[serde(default = "lr")]
     pub lr: f64,
     #[serde(default = "betas")]
@@ -66,12 +84,30 @@ impl Default for OptimConfig {
     }
 }
 
+/// The pixel reconstruction loss.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Reconstruction {
+    /// Mean absolute error.
+    #[default]
+    L1,
+    /// Mean squared error.
+    L2,
+}
+
+/// A GAN loss (VQGAN / Open-MAGVIT2): hinge, or the non-saturating (softplus) loss.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdvLoss {
+    Hinge,
+    NonSaturate,
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LossConfig {
-    /// "l1" or "l2".
-    #[serde(default = "l1")]
-    pub reconstruction: String,
+    #[serde(default)]
+    pub reconstruction: Reconstruction,
     #[serde(default = "one_f")]
     pub perceptual_weight: f64,
     /// LPIPS weights (safetensors, `scripts/fetch-weights.sh`); needed when perceptual_weight > 0.
@@ -80,12 +116,12 @@ pub struct LossConfig {
     /// First step at which the discriminator trains and the adversarial loss applies.
     #[serde(default)]
     pub disc_start: usize,
-    /// "hinge" or "non-saturate" (discriminator).
+    /// The discriminator's loss.
     #[serde(default = "hinge")]
-    pub disc_loss: String,
-    /// "non-saturate" or "hinge" (generator).
+    pub disc_loss: AdvLoss,
+    /// The generator's adversarial loss.
     #[serde(default = "non_saturate")]
-    pub gen_adv_loss: String,
+    pub gen_adv_loss: AdvLoss,
     #[serde(default = "gen_w")]
     pub gen_loss_weight: f64,
     /// The reference's adaptive generator weight (VQGAN): when set, the adversarial loss is
@@ -152,9 +188,6 @@ pub struct RunConfig {
 fn yes() -> bool {
     true
 }
-fn adam() -> String {
-    "adam".into()
-}
 fn lr() -> f64 {
     1e-4
 }
@@ -173,14 +206,11 @@ fn no_schedule() -> Schedule {
 fn ema() -> f64 {
     0.999
 }
-fn l1() -> String {
-    "l1".into()
+fn hinge() -> AdvLoss {
+    AdvLoss::Hinge
 }
-fn hinge() -> String {
-    "hinge".into()
-}
-fn non_saturate() -> String {
-    "non-saturate".into()
+fn non_saturate() -> AdvLoss {
+    AdvLoss::NonSaturate
 }
 fn gen_w() -> f64 {
     0.1
@@ -234,60 +264,5 @@ impl TrainConfig {
         }
         cfg.validate().with_context(|| format!("bad config {}", path.display()))?;
         Ok(cfg)
-    }
-
-    pub fn validate(&self) -> Result<()> {
-        self.tokenizer.validate()?;
-        let o = &self.optim;
-        if !(o.lr > 0.0 && o.lr.is_finite()) {
-            bail!("optim.lr must be a positive number, got {}", o.lr);
-        }
-        if !matches!(o.optimizer.as_str(), "adam" | "adamw") {
-            bail!("optim.optimizer must be adam or adamw, got `{}`", o.optimizer);
-        }
-        if o.betas.iter().any(|b| !(0.0..1.0).contains(b)) {
-            bail!("optim.betas must lie in [0, 1), got {:?}", o.betas);
-        }
-        if o.weight_decay < 0.0 || o.accumulate == 0 || o.clip.is_some_and(|c| c <= 0.0) || !(0.0..1.0).contains(&o.ema)
-        {
-            bail!("optim: weight_decay ≥ 0, accumulate ≥ 1, clip > 0 and ema in [0, 1) are required");
-        }
-        let l = &self.loss;
-        if !matches!(l.reconstruction.as_str(), "l1" | "l2") {
-            bail!("loss.reconstruction must be l1 or l2, got `{}`", l.reconstruction);
-        }
-        if !matches!(l.disc_loss.as_str(), "hinge" | "non-saturate")
-            || !matches!(l.gen_adv_loss.as_str(), "hinge" | "non-saturate")
-        {
-            bail!("loss.disc_loss / gen_adv_loss must be hinge or non-saturate");
-        }
-        for (name, v) in [
-            ("perceptual_weight", l.perceptual_weight),
-            ("gen_loss_weight", l.gen_loss_weight),
-            ("lecam_weight", l.lecam_weight),
-            ("codebook_weight", l.codebook_weight),
-            ("commit_weight", l.commit_weight),
-            ("cls_weight", l.cls_weight),
-        ] {
-            if !(v >= 0.0 && v.is_finite()) {
-                bail!("loss.{name} must be ≥ 0, got {v}");
-            }
-        }
-        if l.perceptual_weight > 0.0 && l.lpips_weights.is_none() {
-            bail!("loss.perceptual_weight > 0 needs loss.lpips_weights (run scripts/fetch-weights.sh, or set perceptual_weight = 0)");
-        }
-        if self.data.batch_size == 0 {
-            bail!("data.batch_size must be ≥ 1");
-        }
-        if !matches!(self.data.source.as_str(), "fashion-mnist" | "folder") {
-            bail!("data.source must be fashion-mnist or folder, got `{}`", self.data.source);
-        }
-        if self.data.source == "folder" && self.data.path.is_none() {
-            bail!("data.path is required for a folder source");
-        }
-        if self.run.steps == 0 {
-            bail!("run.steps must be ≥ 1");
-        }
-        Ok(())
     }
 }

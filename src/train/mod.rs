@@ -1,6 +1,9 @@
-//! Training: optimizers and schedules, checkpoints, and the tokenizer trainer.
+//! Training: optimizers and schedules, checkpoints, the shared run loop, and the tokenizer
+//! and AR trainers.
 pub mod ar;
 pub mod checkpoint;
 pub mod config;
 pub mod optim;
+pub mod run_loop;
 pub mod tokenizer;
+mod validate;

@@ -135,6 +135,11 @@ pub fn global_norm<M: Module>(module: &M, grads: &GradientsParams) -> f64 {
     v.sum.sqrt()
 }
 
+/// The gradient scale of global-norm clipping at `clip`: c / (‖g‖ + 1e-6) when ‖g‖ > c, else 1.
+pub fn clip_scale(clip: Option<f64>, norm: f64) -> f64 {
+    clip.map(|c| if norm > c { c / (norm + 1e-6) } else { 1.0 }).unwrap_or(1.0)
+}
+
 /// Adds `more` into `acc` (gradient accumulation).
 pub fn accumulate<M: Module>(module: &M, acc: &mut GradientsParams, mut more: GradientsParams) {
     struct Add<'a> {

@@ -9,10 +9,10 @@ use crate::commands::tokenize::{DecodeArgs, EncodeArgs, InitArgs, ReconstructArg
 use crate::commands::tokens::ExtractTokensArgs;
 use crate::commands::train::{TrainArArgs, TrainTokenizerArgs};
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{Arg, CommandFactory, FromArgMatches, Subcommand};
 
 /// MergeVQ: visual tokenization with token merging and lookup-free quantization.
-#[derive(Parser)]
+#[derive(clap::Parser)]
 #[command(name = "mergevq", version, about)]
 pub struct Args {
     /// Without a subcommand, runs `demo`.
@@ -21,9 +21,24 @@ pub struct Args {
 }
 
 impl Args {
+    /// The command line, parsed; on a usage error clap prints it (naming the flag) and exits 2.
+    /// A value may start with `-` when it is a number (`--cfg -3`), so negative numbers reach
+    /// the range checks instead of reading as unknown flags (real-valued options also take
+    /// `-inf`, to refuse it by name).
+    pub fn parse() -> Self {
+        let matches = negative_numbers(Self::command()).get_matches();
+        Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+
     pub fn run(self) -> Result<()> {
         self.command.unwrap_or_else(|| Command::Demo(DemoArgs::default())).run()
     }
+}
+
+/// Lets every option that takes a value, in every subcommand, take a negative number.
+fn negative_numbers(cmd: clap::Command) -> clap::Command {
+    let allow = |a: Arg| if a.get_action().takes_values() { a.allow_negative_numbers(true) } else { a };
+    cmd.mut_args(allow).mut_subcommands(negative_numbers)
 }
 
 #[derive(Subcommand)]

@@ -1,5 +1,3 @@
-use clap::Parser;
-
 mod cli;
 mod commands;
 mod progress;

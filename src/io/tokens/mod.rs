@@ -44,7 +44,7 @@ impl TokensFile {
             ("format".to_string(), "mergevq-tokens-1".to_string()),
         ]
         .into();
-        crate::io::weights::atomic_write(path, &safetensors::serialize(views, Some(meta))?)
+        crate::io::atomic::atomic_write(path, &safetensors::serialize(views, Some(meta))?)
     }
 
     /// Reads and checks a tokens file; an error names the file and the first entry at fault.

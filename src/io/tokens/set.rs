@@ -139,7 +139,7 @@ impl TokenSet {
             ("classes".to_string(), self.classes.to_string()),
         ]
         .into();
-        crate::io::weights::atomic_write(path, &safetensors::serialize(views, Some(meta))?)
+        crate::io::atomic::atomic_write(path, &safetensors::serialize(views, Some(meta))?)
     }
 
     /// Reads and checks a token set; an error names the file and the first entry at fault.

@@ -1,5 +1,6 @@
 //! How many tokens each ToMe layer merges (`parse_r`), how to pick r for a wanted total
 //! (`check_parse_r`), and MergeVQ's list of kept-token candidates drawn during training.
+use super::distribution::{CandDistribution, Distribution};
 use anyhow::{bail, Result};
 
 /// An r schedule as ToMe's `parse_r` takes it.
@@ -71,14 +72,14 @@ pub fn check_parse_r(num_layers: usize, merge_num: i64, total_num: i64, inflect:
 }
 
 /// Cumulative probabilities (rounded to 5 decimals) over `n` candidates indexed 0..n.
-pub fn generate_prob_list(n: usize, distribution: &str, mean: f64, std: f64, lambd: f64) -> Vec<f64> {
+pub fn generate_prob_list(n: usize, distribution: Distribution, mean: f64, std: f64, lambd: f64) -> Vec<f64> {
     let p: Vec<f64> = (0..n)
         .map(|i| {
             let i = i as f64;
-            match distribution.to_lowercase().as_str() {
-                "gaussian" => (-((i - mean).powi(2)) / (2.0 * std * std)).exp() + 0.05,
-                "exponential" => lambd * (-lambd * i).exp() + 0.1,
-                _ => 1.0 / n as f64,
+            match distribution {
+                Distribution::Gaussian => (-((i - mean).powi(2)) / (2.0 * std * std)).exp() + 0.05,
+                Distribution::Exponential => lambd * (-lambd * i).exp() + 0.1,
+                Distribution::Uniform => 1.0 / n as f64,
             }
         })
         .collect();
@@ -126,7 +127,7 @@ impl KeepPlan {
         num_layers: usize,
         merge_num: Option<i64>,
         merge_ratio: Option<i64>,
-        cand_distribution: Option<&str>,
+        cand_distribution: Option<CandDistribution>,
     ) -> Result<Self> {
         let embed_len = (embed_res * embed_res) as i64;
         let mut candidates = None;
@@ -138,19 +139,11 @@ impl KeepPlan {
             (ratio, n, None)
         } else if let Some(n) = merge_num.filter(|_| merge_ratio.is_none() || cand_distribution.is_some()) {
             let r = check_parse_r(num_layers, n, embed_len, INFLECT, false)?;
-            if let Some(dist) = cand_distribution {
-                let mut it = dist.split('-');
-                let name = it.next().unwrap_or("").to_string();
-                let count: i64 = match it.next() {
-                    Some(c) => c
-                        .parse()
-                        .map_err(|_| anyhow::anyhow!("bad cand_distribution `{dist}` (want e.g. gaussian-6)"))?,
-                    None => 5,
-                };
-                let bias = (name.to_lowercase() == "gaussian") as i64;
+            if let Some(CandDistribution { distribution, count }) = cand_distribution {
+                let bias = (distribution == Distribution::Gaussian) as i64;
                 let root = ((embed_len - n) as f64).sqrt();
-                let remain: Vec<i64> = (-bias..count - bias).map(|i| (root + i as f64).powi(2) as i64).collect();
-                let cum_prob = generate_prob_list(remain.len(), &name, bias as f64, 0.5, 2.0);
+                let remain: Vec<i64> = (-bias..count as i64 - bias).map(|i| (root + i as f64).powi(2) as i64).collect();
+                let cum_prob = generate_prob_list(remain.len(), distribution, bias as f64, 0.5, 2.0);
                 let r = remain
                     .iter()
                     .map(|&k| check_parse_r(num_layers, embed_len - k, embed_len, INFLECT, false))

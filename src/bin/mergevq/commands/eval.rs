@@ -1,15 +1,18 @@
 //! `eval-recon`, `eval-gen`, `probe`: reconstruction, generation and representation metrics.
+use super::large::LargeArgs;
 use crate::progress;
 use anyhow::Result;
 use mergevq::eval::metrics::{check_sample_size, frechet_distance, kid, Stats};
 use mergevq::eval::plot::LinePlot;
 use mergevq::eval::probe::{extract, linear_probe, SplitFeatures};
 use mergevq::eval::{eval_recon, features_of, load_inception, load_lpips, load_stats, save_stats, ReconReport};
+use mergevq::io::atomic::atomic_write;
 use mergevq::io::data::{self, ImageFolder, Source};
 use mergevq::io::image::save_png;
-use mergevq::io::weights::atomic_write;
+use mergevq::memory::Use;
 use mergevq::tokenizer::config::TokenizerConfig;
 use mergevq::tokenizer::Tokenizer;
+use mergevq::validate::{float_in, int_in, FloatRange, MAX_SIZE};
 use std::path::PathBuf;
 
 /// `mergevq eval-recon`.
@@ -23,11 +26,12 @@ pub struct EvalReconArgs {
     #[arg(long)]
     data: String,
     /// Kept counts K (perfect squares ≤ L); default the config's K.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = int_in(1, MAX_SIZE))]
     keep: Vec<usize>,
-    #[arg(long, default_value_t = 1000)]
+    /// Images to evaluate (at most the data set's).
+    #[arg(long, default_value_t = 1000, value_parser = int_in(1, MAX_SIZE))]
     num: usize,
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = int_in(1, MAX_SIZE))]
     batch: usize,
     /// Skip rFID (InceptionV3 on every image is the slow part on a CPU).
     #[arg(long)]
@@ -38,12 +42,15 @@ pub struct EvalReconArgs {
     lpips: PathBuf,
     #[arg(short, long)]
     output: PathBuf,
+    #[command(flatten)]
+    large: LargeArgs,
 }
 
 impl EvalReconArgs {
     pub fn run(self) -> Result<()> {
         let device = mergevq::device();
         let cfg = TokenizerConfig::load(&self.config)?;
+        self.large.tokenizer(&cfg, self.batch, Use::Inference)?;
         let tok = Tokenizer::open(&cfg, &self.tokenizer, false, &device)?;
         let keeps = if self.keep.is_empty() { vec![tok.plan.kept()? as usize] } else { self.keep.clone() };
         for &k in &keeps {
@@ -52,7 +59,7 @@ impl EvalReconArgs {
         let source = data::open(&self.data)?;
         let inc = (!self.no_fid).then(|| load_inception(&self.inception, &device)).transpose()?;
         let lp = load_lpips(&self.lpips, &device)?;
-        std::fs::create_dir_all(&self.output)?;
+        mergevq::io::fs::create_output_dir(&self.output)?;
         let n = self.num.min(source.len());
         let pb = progress::bar((n * keeps.len()) as u64, "eval-recon");
         let grid = self.output.join("reconstructions.png");
@@ -126,7 +133,7 @@ pub struct EvalGenArgs {
     save_stats: Option<PathBuf>,
     #[arg(long, default_value = "weights/inception_fid.safetensors")]
     inception: PathBuf,
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = int_in(1, MAX_SIZE))]
     batch: usize,
     #[arg(short, long)]
     output: PathBuf,
@@ -166,7 +173,7 @@ impl EvalGenArgs {
             fr.len()
         );
         println!("Inception Score: not available (the registry FID weights have no classifier head)");
-        std::fs::create_dir_all(&self.output)?;
+        mergevq::io::fs::create_output_dir(&self.output)?;
         let json = serde_json::json!({"samples": self.samples, "reference": self.reference, "n_samples": fg.len(), "n_reference": fr.len(), "gfid": gfid, "kid": kid_mean, "kid_std": kid_std, "kid_subset_size": size, "inception_score": null});
         atomic_write(&self.output.join("report.json"), serde_json::to_string_pretty(&json)?.as_bytes())
     }
@@ -184,22 +191,26 @@ pub struct ProbeArgs {
     train: String,
     #[arg(long)]
     val: String,
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 5000, value_parser = int_in(1, MAX_SIZE))]
     num_train: usize,
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = int_in(1, MAX_SIZE))]
     num_val: usize,
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, value_parser = int_in(1, MAX_SIZE))]
     epochs: usize,
-    #[arg(long, default_value_t = 1e-2)]
+    /// Learning rate of the linear classifier.
+    #[arg(long, default_value_t = 1e-2, allow_hyphen_values = true, value_parser = float_in(FloatRange::POSITIVE))]
     lr: f64,
     /// Feature cache (reused when present).
     #[arg(long, default_value = "probe_features.safetensors")]
     cache: PathBuf,
+    #[command(flatten)]
+    large: LargeArgs,
 }
 
 impl ProbeArgs {
     pub fn run(self) -> Result<()> {
         let cfg = TokenizerConfig::load(&self.config)?;
+        self.large.tokenizer(&cfg, 1, Use::Inference)?;
         let tok = Tokenizer::open(&cfg, &self.tokenizer, false, &mergevq::device())?;
         let (train_src, val_src) = (data::open(&self.train)?, data::open(&self.val)?);
         let classes = train_src.classes();

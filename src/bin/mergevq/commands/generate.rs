@@ -1,16 +1,14 @@
 //! `generate`: class-conditional sampling with the AR model (plain, or MergeAR with cache
 //! eviction), decoded by the tokenizer into one grid image.
+use super::large::LargeArgs;
 use crate::progress;
-use anyhow::{anyhow, bail, Context, Result};
-use burn::prelude::Device;
-use mergevq::ar::gpt::Gpt;
+use anyhow::{bail, Result};
+use mergevq::ar::generator::{Generator, GeneratorConfig};
 use mergevq::ar::sample::{generate, SampleOpts};
 use mergevq::io::image::{save_png, tensor_to_rgb};
-use mergevq::io::tokens::TokenSet;
-use mergevq::io::weights::Weights;
 use mergevq::tokenizer::config::TokenizerConfig;
 use mergevq::tokenizer::Tokenizer;
-use mergevq::train::ar::ArConfig;
+use mergevq::validate::{float_in, int_in, FloatRange, MAX_SIZE};
 use rand::SeedableRng;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -18,41 +16,51 @@ use std::time::Instant;
 /// `mergevq generate`.
 #[derive(clap::Args)]
 pub struct GenerateArgs {
-    /// AR weights (gpt_ema.safetensors from train-ar).
+    /// AR weights (gpt_ema.safetensors from train-ar, or the bundled assets/demo/gpt.safetensors).
     #[arg(long)]
     ar: PathBuf,
-    /// The train-ar config (its [gpt] section).
+    /// The AR config: a train-ar config (its [gpt] section; a MergeAR one takes its kept counts
+    /// from its token set) or a generator config with `candidates` (assets/demo/gpt.toml).
     #[arg(long)]
     ar_config: PathBuf,
     #[arg(long)]
     tokenizer: PathBuf,
     #[arg(long)]
     config: PathBuf,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = int_in(0, MAX_SIZE))]
     class: usize,
-    #[arg(long, default_value_t = 16)]
+    /// Images to sample (one grid).
+    #[arg(long, default_value_t = 16, value_parser = int_in(1, MAX_IMAGES))]
     num: usize,
-    #[arg(long, default_value_t = 1.0)]
+    /// Classifier-free guidance scale (1: off).
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true, value_parser = float_in(FloatRange::FINITE))]
     cfg: f64,
-    #[arg(long, default_value_t = 0)]
+    /// Keep the k most likely codes (0: all).
+    #[arg(long, default_value_t = 0, value_parser = int_in(0, MAX_SIZE))]
     top_k: usize,
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true, value_parser = float_in(FloatRange::PROBABILITY))]
     top_p: f64,
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true, value_parser = float_in(FloatRange::POSITIVE))]
     temperature: f64,
     /// MergeAR decoding with cache eviction (MergeAR models).
     #[arg(long)]
     mergear: bool,
-    #[arg(long, default_value_t = 2)]
-    window: usize,
+    /// The MergeAR cache window (default: the model's).
+    #[arg(long, value_parser = int_in(0, MAX_SIZE))]
+    window: Option<usize>,
     /// Merge instruction: the kept count K (MergeAR models; default the tokenizer's K).
-    #[arg(long)]
+    #[arg(long, value_parser = int_in(1, MAX_SIZE))]
     keep: Option<usize>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     #[arg(short, long)]
     output: PathBuf,
+    #[command(flatten)]
+    large: LargeArgs,
 }
+
+/// The most images one grid holds.
+const MAX_IMAGES: usize = 4096;
 
 /// Decoding throughput over a run.
 #[derive(Default)]
@@ -66,20 +74,30 @@ struct Speed {
 impl GenerateArgs {
     pub fn run(self) -> Result<()> {
         let device = mergevq::device();
-        let (acfg, gpt) = self.load_gpt(&device)?;
+        self.opts().validate()?;
+        if self.window.is_some() && !self.mergear {
+            bail!("--window sets the cache window of MergeAR decoding: add --mergear");
+        }
+        let gcfg = GeneratorConfig::load(&self.ar_config)?;
         let cfg = TokenizerConfig::load(&self.config)?;
+        // Classifier-free guidance runs the conditional and the unconditional sequence.
+        self.large.generator(&gcfg.gpt, &cfg, 2 * self.num)?;
+        let g = Generator::with_config(gcfg, &self.ar_config, &self.ar, &device)?;
         let tok = Tokenizer::open(&cfg, &self.tokenizer, false, &device)?;
-        if cfg.embed_dim != acfg.gpt.bits() || tok.full_len() != acfg.gpt.block_size {
+        let gc = &g.cfg.gpt;
+        if cfg.embed_dim != gc.bits() || tok.full_len() != gc.block_size {
             bail!(
-                "the AR model generates {}-bit codes on L={} tokens, the tokenizer has {} bits and L={}",
-                acfg.gpt.bits(),
-                acfg.gpt.block_size,
+                "the AR model {} generates {}-bit codes on L={} tokens, the tokenizer {} has {} bits and L={}",
+                self.ar.display(),
+                gc.bits(),
+                gc.block_size,
+                self.tokenizer.display(),
                 cfg.embed_dim,
                 tok.full_len()
             );
         }
-        let merge = self.merge_index(&acfg, &tok)?;
-        let (grid, speed) = self.sample_grid(&gpt, &tok, merge)?;
+        let merge = self.merge_index(&g.cfg, &tok)?;
+        let (grid, speed) = self.sample_grid(&g, &tok, merge)?;
         save_png(&grid, &self.output)?;
         println!(
             "{} images of class {}: {:.1} tokens/s, peak KV-cache entries {} (of {} positions){}; wrote {}",
@@ -87,47 +105,42 @@ impl GenerateArgs {
             self.class,
             speed.tokens as f64 / speed.secs,
             speed.peak,
-            acfg.gpt.block_size + acfg.gpt.prefix(),
-            self.window().map(|w| format!(", MergeAR window {w}")).unwrap_or_default(),
+            gc.block_size + gc.prefix(),
+            self.window(&g.cfg).map(|w| format!(", MergeAR window {w}")).unwrap_or_default(),
             self.output.display()
         );
         Ok(())
     }
 
-    /// The MergeAR cache window, when decoding with eviction.
-    fn window(&self) -> Option<usize> {
-        self.mergear.then_some(self.window)
+    /// The sampling options of the flags.
+    fn opts(&self) -> SampleOpts {
+        SampleOpts { temperature: self.temperature, top_k: self.top_k, top_p: self.top_p, cfg: self.cfg }
     }
 
-    fn load_gpt(&self, device: &Device) -> Result<(ArConfig, Gpt)> {
-        let acfg = ArConfig::load(&self.ar_config)?;
-        let w = Weights::open(&self.ar, false, device)?;
-        let gpt = Gpt::load(&w, "", &acfg.gpt)
-            .with_context(|| format!("AR weights {} do not fit {}", self.ar.display(), self.ar_config.display()))?;
-        w.finish(&[])?;
-        Ok((acfg, gpt))
+    /// The MergeAR cache window (the flag's, else the model's), when decoding with eviction.
+    fn window(&self, g: &GeneratorConfig) -> Option<usize> {
+        self.mergear.then(|| self.window.unwrap_or(g.window))
     }
 
-    /// The merge instruction for MergeAR models: the index of K among the kept-count
-    /// candidates of the token set the model was trained on; `None` for plain models.
-    fn merge_index(&self, acfg: &ArConfig, tok: &Tokenizer) -> Result<Option<usize>> {
-        if acfg.gpt.merge_tokens == 0 {
-            if self.mergear {
-                bail!("--mergear needs a MergeAR model (gpt.merge_tokens > 0)");
-            }
-            return Ok(None);
+    /// The merge instruction for MergeAR models: the index of K among the model's kept-count
+    /// candidates; `None` for plain models, which take neither --mergear nor --keep.
+    fn merge_index(&self, g: &GeneratorConfig, tok: &Tokenizer) -> Result<Option<usize>> {
+        if g.gpt.merge_tokens == 0 && (self.mergear || self.keep.is_some()) {
+            bail!(
+                "--mergear and --keep need a MergeAR model; {} is plain AR (gpt.merge_tokens = 0)",
+                self.ar_config.display()
+            );
         }
-        let cands = TokenSet::load(&acfg.tokens)
-            .with_context(|| format!("the token set of {} (its kept-count candidates)", self.ar_config.display()))?
-            .candidates;
-        let k = self.keep.unwrap_or(tok.plan.kept()? as usize);
-        let index = cands.iter().position(|&c| c == k);
-        Ok(Some(index.ok_or_else(|| anyhow!("K={k} is not among the model's kept-count candidates {cands:?}"))?))
+        let k = match self.keep {
+            Some(k) => k,
+            None => tok.plan.kept()? as usize,
+        };
+        g.merge_index(k)
     }
 
     /// Samples `num` images into a grid of ⌈√num⌉ columns, row by row.
-    fn sample_grid(&self, gpt: &Gpt, tok: &Tokenizer, merge: Option<usize>) -> Result<(image::RgbImage, Speed)> {
-        let opts = SampleOpts { temperature: self.temperature, top_k: self.top_k, top_p: self.top_p, cfg: self.cfg };
+    fn sample_grid(&self, g: &Generator, tok: &Tokenizer, merge: Option<usize>) -> Result<(image::RgbImage, Speed)> {
+        let opts = self.opts();
         let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed);
         let res = tok.cfg.ddconfig.resolution as u32;
         let cols = (self.num as f64).sqrt().ceil() as u32;
@@ -137,11 +150,11 @@ impl GenerateArgs {
         let pb = progress::bar(self.num as u64, "generate");
         for i in 0..self.num as u32 {
             let t0 = Instant::now();
-            let g = generate(gpt, self.class, merge, self.window(), &opts, &mut rng, None)?;
+            let s = generate(&g.gpt, self.class, merge, self.window(&g.cfg), &opts, &mut rng, None)?;
             speed.secs += t0.elapsed().as_secs_f64();
-            speed.tokens += g.codes.len();
-            speed.peak = speed.peak.max(g.peak_kv);
-            let img = tensor_to_rgb(tok.decode_codes(&g.codes)?.reshape([3, res as usize, res as usize]));
+            speed.tokens += s.codes.len();
+            speed.peak = speed.peak.max(s.peak_kv);
+            let img = tensor_to_rgb(tok.decode_codes(&s.codes)?.reshape([3, res as usize, res as usize]));
             image::imageops::overlay(&mut grid, &img, ((i % cols) * res) as i64, ((i / cols) * res) as i64);
             pb.inc(1);
         }

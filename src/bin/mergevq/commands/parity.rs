@@ -60,10 +60,8 @@ fn case_dirs(dirs: Vec<PathBuf>) -> Result<Vec<PathBuf>> {
         if d.join("case.json").exists() {
             cases.push(d);
         } else if d.is_dir() {
-            let mut sub: Vec<PathBuf> = std::fs::read_dir(&d)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.join("case.json").exists())
-                .collect();
+            let mut sub: Vec<PathBuf> =
+                mergevq::io::fs::list_dir(&d)?.into_iter().filter(|p| p.join("case.json").exists()).collect();
             sub.sort();
             if sub.is_empty() {
                 bail!("{} holds no case.json", d.display());

@@ -1,12 +1,15 @@
 //! `init`, `reconstruct`, `encode`, `decode`: a tokenizer's weights, and images through it.
+use super::large::LargeArgs;
 use crate::progress;
-use anyhow::Result;
+use anyhow::{bail, Result};
 use burn::prelude::Device;
 use mergevq::io::image::{load_image, merge_map, psnr, save_png, tensor_to_rgb};
 use mergevq::io::tokens::TokensFile;
+use mergevq::memory::Use;
 use mergevq::tokenizer::config::TokenizerConfig;
 use mergevq::tokenizer::tome::KeepPlan;
 use mergevq::tokenizer::Tokenizer;
+use mergevq::validate::{int_in, MAX_SIZE};
 use std::path::{Path, PathBuf};
 
 /// A tokenizer: its config and weights.
@@ -21,21 +24,34 @@ pub struct ModelArgs {
     /// Take the EMA weights of a Lightning checkpoint.
     #[arg(long)]
     pub ema: bool,
-    /// Kept-token count K (a perfect square ≤ L); default: the config's.
-    #[arg(long)]
-    pub keep: Option<usize>,
+    #[command(flatten)]
+    pub large: LargeArgs,
 }
 
 impl ModelArgs {
-    /// The tokenizer and the merge schedule of `--keep` (default: the config's K).
-    pub fn load(&self, device: &Device) -> Result<(Tokenizer, KeepPlan)> {
+    /// The tokenizer.
+    pub fn load(&self, device: &Device) -> Result<Tokenizer> {
         let cfg = TokenizerConfig::load(&self.config)?;
-        let tok = Tokenizer::open(&cfg, &self.weights, self.ema, device)?;
-        let plan = match self.keep {
-            Some(k) => tok.keep(k)?,
-            None => tok.plan.clone(),
-        };
-        Ok((tok, plan))
+        self.large.tokenizer(&cfg, 1, Use::Inference)?;
+        Tokenizer::open(&cfg, &self.weights, self.ema, device)
+    }
+}
+
+/// The kept count of `encode` and `reconstruct` (`decode` takes K from the tokens file).
+#[derive(clap::Args)]
+pub struct KeepArg {
+    /// Kept-token count K (a perfect square ≤ L); default: the config's.
+    #[arg(long, value_parser = int_in(1, MAX_SIZE))]
+    pub keep: Option<usize>,
+}
+
+impl KeepArg {
+    /// The merge schedule of `--keep` (default: the config's K).
+    pub fn plan(&self, tok: &Tokenizer) -> Result<KeepPlan> {
+        match self.keep {
+            Some(k) => tok.keep(k),
+            None => Ok(tok.plan.clone()),
+        }
     }
 }
 
@@ -48,11 +64,14 @@ pub struct InitArgs {
     output: PathBuf,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    #[command(flatten)]
+    large: LargeArgs,
 }
 
 impl InitArgs {
     pub fn run(self) -> Result<()> {
         let cfg = TokenizerConfig::load(&self.config)?;
+        self.large.tokenizer(&cfg, 1, Use::Inference)?;
         let tok = Tokenizer::init(&cfg, self.seed, &mergevq::device())?;
         tok.save(&self.output)?;
         println!("wrote {} (seed {})", self.output.display(), self.seed);
@@ -65,6 +84,8 @@ impl InitArgs {
 pub struct ReconstructArgs {
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    keep: KeepArg,
     /// Images (PNG/JPEG); other sizes are padded or resized to the config's resolution (its `preprocess`).
     #[arg(required = true)]
     images: Vec<PathBuf>,
@@ -75,10 +96,11 @@ pub struct ReconstructArgs {
 impl ReconstructArgs {
     pub fn run(self) -> Result<()> {
         let device = mergevq::device();
-        let (tok, plan) = self.model.load(&device)?;
+        let tok = self.model.load(&device)?;
+        let plan = self.keep.plan(&tok)?;
         let res = tok.cfg.ddconfig.resolution;
         let side = tok.cfg.embed_res();
-        std::fs::create_dir_all(&self.output)?;
+        mergevq::io::fs::create_output_dir(&self.output)?;
         let pb = progress::bar(self.images.len() as u64, "reconstruct");
         for path in &self.images {
             let (x, note) = load_image(path, res, tok.cfg.preprocess, &device)?;
@@ -111,6 +133,8 @@ fn stem(p: &Path) -> String {
 pub struct EncodeArgs {
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    keep: KeepArg,
     #[arg(required = true)]
     images: Vec<PathBuf>,
     #[arg(short, long)]
@@ -120,7 +144,8 @@ pub struct EncodeArgs {
 impl EncodeArgs {
     pub fn run(self) -> Result<()> {
         let device = mergevq::device();
-        let (tok, plan) = self.model.load(&device)?;
+        let tok = self.model.load(&device)?;
+        let plan = self.keep.plan(&tok)?;
         let res = tok.cfg.ddconfig.resolution;
         let mut file = TokensFile { bits: tok.cfg.embed_dim, resolution: res, indices: vec![], group: vec![] };
         let pb = progress::bar(self.images.len() as u64, "encode");
@@ -152,7 +177,11 @@ impl EncodeArgs {
 pub struct DecodeArgs {
     #[command(flatten)]
     model: ModelArgs,
+    /// A tokens file from `encode` (it holds each image's K and merge map).
     tokens: PathBuf,
+    /// Refused: K comes from the tokens file (kept so the mistake gets a clear message).
+    #[arg(long, hide = true)]
+    keep: Option<String>,
     #[arg(short, long)]
     output: PathBuf,
 }
@@ -160,10 +189,16 @@ pub struct DecodeArgs {
 impl DecodeArgs {
     pub fn run(self) -> Result<()> {
         let device = mergevq::device();
-        let (tok, _) = self.model.load(&device)?;
+        if self.keep.is_some() {
+            bail!(
+                "decode takes K from the tokens file {}; --keep applies to encode and reconstruct",
+                self.tokens.display()
+            );
+        }
+        let tok = self.model.load(&device)?;
         let file = TokensFile::load(&self.tokens)?;
         file.check_fits(&tok, &self.tokens)?;
-        std::fs::create_dir_all(&self.output)?;
+        mergevq::io::fs::create_output_dir(&self.output)?;
         let res = tok.cfg.ddconfig.resolution;
         for (i, (idx, grp)) in file.indices.iter().zip(&file.group).enumerate() {
             let img = tok.decode_indices(idx, std::slice::from_ref(grp), &device)?;

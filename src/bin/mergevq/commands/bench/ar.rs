@@ -6,16 +6,18 @@ use anyhow::Result;
 use mergevq::ar::gpt::{Gpt, GptConfig};
 use mergevq::ar::sample::{generate, SampleOpts};
 use mergevq::io::weights::Weights;
+use mergevq::validate::{float_in, int_in, square_in, FloatRange};
 use rand::SeedableRng;
 
 /// The size of the random GPT.
 #[derive(clap::Args, Clone)]
 pub struct ArModel {
-    #[arg(long, default_value_t = 256)]
+    /// Model width (a multiple of 4·heads).
+    #[arg(long, default_value_t = 256, value_parser = int_in(1, 16_384))]
     pub dim: usize,
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = int_in(1, 256))]
     pub layers: usize,
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = int_in(1, 256))]
     pub heads: usize,
 }
 
@@ -24,11 +26,12 @@ pub struct ArModel {
 pub struct ArBench {
     #[command(flatten)]
     gpt: ArModel,
-    #[arg(long, value_delimiter = ',', default_values_t = vec![256usize, 1024])]
+    /// Sequence lengths L (perfect squares ≥ 4; K = L/4).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![256usize, 1024], value_parser = square_in(4, 65_536))]
     lengths: Vec<usize>,
     /// Classifier-free guidance scale (≠ 1 decodes a conditional and an unconditional
     /// sequence per image, as `generate --cfg` does).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true, value_parser = float_in(FloatRange::FINITE))]
     cfg: f64,
     #[command(flatten)]
     pub common: Common,
@@ -94,7 +97,7 @@ fn decode(
         rope_base: 10000.0,
         class_dropout: 0.0,
     };
-    let gpt = Gpt::load(&Weights::random(0, &device), "", &cfg)?;
+    let gpt = Gpt::load(Weights::random(0, &device).root(), &cfg)?;
     let codes: Vec<i64> = (0..l).map(|j| ((j / 4) as i64 * 7919) % (1 << 18)).collect();
     let mut peak = 0;
     let times = time(runs, || {

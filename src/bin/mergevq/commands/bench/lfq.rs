@@ -6,16 +6,18 @@ use anyhow::{Context, Result};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use mergevq::tokenizer::lfq::Lfq;
+use mergevq::validate::{int_in, square_in};
 
 /// `mergevq bench lfq`.
 #[derive(clap::Args)]
 pub struct LfqBench {
-    #[arg(long, default_value_t = 18)]
+    /// Code bits d (codebook 2^d).
+    #[arg(long, default_value_t = 18, value_parser = int_in(1, 24))]
     bits: usize,
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = int_in(1, super::MAX_BATCH))]
     batch: usize,
     /// Tokens per image (a square number).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = square_in(1, 65_536))]
     tokens: usize,
     #[command(flatten)]
     pub common: Common,

@@ -8,11 +8,13 @@ mod tokenizer;
 mod tome;
 mod train;
 
+use super::large::LargeArgs;
 use anyhow::Result;
 use ar::{ArBench, ArModel};
 use clap::Subcommand;
 use lfq::LfqBench;
 use measure::{median, threads};
+use mergevq::validate::int_in;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use tokenizer::TokenizerBench;
@@ -45,21 +47,26 @@ pub enum Bench {
     Ar(ArBench),
 }
 
+/// The largest batch a benchmark takes.
+const MAX_BATCH: usize = 4096;
+
 /// Flags every benchmark takes.
 #[derive(clap::Args, Clone)]
 pub struct Common {
     /// Timed runs after one warm-up.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = int_in(1, 100_000))]
     runs: usize,
     /// Also write the records as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+    #[command(flatten)]
+    large: LargeArgs,
 }
 
 impl Common {
-    /// Timed runs (at least one).
+    /// Timed runs (at least one: the parser refuses 0).
     fn runs(&self) -> usize {
-        self.runs.max(1)
+        self.runs
     }
 }
 
@@ -103,7 +110,7 @@ impl BenchArgs {
         };
         if let Some(p) = common.json {
             let v = serde_json::json!({"impl": "mergevq", "threads": threads(), "device": format!("{:?}", mergevq::device()), "results": records});
-            mergevq::io::weights::atomic_write(&p, serde_json::to_string_pretty(&v)?.as_bytes())?;
+            mergevq::io::atomic::atomic_write(&p, serde_json::to_string_pretty(&v)?.as_bytes())?;
             println!("wrote {}", p.display());
         }
         Ok(())
@@ -116,7 +123,7 @@ pub struct AllBench {
     #[command(flatten)]
     common: Common,
     /// Batch sizes for the tokenizer benchmarks.
-    #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 8])]
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 8], value_parser = int_in(1, MAX_BATCH))]
     batches: Vec<usize>,
     /// Leave out the training step (it needs Fashion-MNIST and the LPIPS weights).
     #[arg(long)]
@@ -130,11 +137,11 @@ impl AllBench {
         let mut out = vec![lfq::lfq(18, 16, 256, runs)?, tome::tome(8, 256, 512, 64, runs)?];
         for config in ["configs/mergevq_256_GR_d64.toml", "configs/mergevq_256_G_d64.toml"] {
             for &b in &self.batches {
-                out.extend(tokenizer::tokenizer(Path::new(config), b, runs, None)?);
+                out.extend(tokenizer::tokenizer(Path::new(config), b, runs, None, self.common.large)?);
             }
         }
         if !self.no_train {
-            out.push(train::train(Path::new("configs/train_fmnist_tiny.toml"), 8, runs)?);
+            out.push(train::train(Path::new("configs/train_fmnist_tiny.toml"), 8, runs, self.common.large)?);
         }
         let m = ArModel { dim: 256, layers: 8, heads: 8 };
         out.extend(ar::ar(&m, &[256, 1024], 1.0, runs)?);

@@ -2,30 +2,35 @@
 //! tracking.
 use super::measure::{sync, time};
 use super::{Common, Record};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use mergevq::tokenizer::tome::{bipartite_soft_matching, Tracking};
+use mergevq::validate::int_in;
 
 /// `mergevq bench tome`.
 #[derive(clap::Args)]
 pub struct TomeBench {
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = int_in(1, super::MAX_BATCH))]
     batch: usize,
     /// Image tokens (a [CLS] token is added).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = int_in(2, 65_536))]
     tokens: usize,
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = int_in(1, 16_384))]
     dim: usize,
-    #[arg(long, default_value_t = 64)]
-    r: i64,
+    /// Tokens merged (at most half the image tokens).
+    #[arg(long, default_value_t = 64, value_parser = int_in(1, 32_768))]
+    r: usize,
     #[command(flatten)]
     pub common: Common,
 }
 
 impl TomeBench {
     pub fn records(&self) -> Result<Vec<Record>> {
-        Ok(vec![tome(self.batch, self.tokens, self.dim, self.r, self.common.runs())?])
+        if 2 * self.r > self.tokens {
+            bail!("--r {} merges more than half of the {} tokens of --tokens", self.r, self.tokens);
+        }
+        Ok(vec![tome(self.batch, self.tokens, self.dim, self.r as i64, self.common.runs())?])
     }
 }
 

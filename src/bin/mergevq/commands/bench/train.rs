@@ -2,10 +2,13 @@
 //! config) on a fixed batch.
 use super::measure::time;
 use super::{Common, Record};
+use crate::commands::large::LargeArgs;
 use anyhow::Result;
 use mergevq::io::data::{Augment, Loader};
+use mergevq::memory::Use;
 use mergevq::train::config::TrainConfig;
 use mergevq::train::tokenizer::Trainer;
+use mergevq::validate::int_in;
 use std::path::{Path, PathBuf};
 
 /// `mergevq bench train`.
@@ -14,7 +17,7 @@ pub struct TrainBench {
     /// A train-tokenizer config (its data, losses and model).
     #[arg(long)]
     config: PathBuf,
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = int_in(1, super::MAX_BATCH))]
     batch: usize,
     #[command(flatten)]
     pub common: Common,
@@ -22,16 +25,17 @@ pub struct TrainBench {
 
 impl TrainBench {
     pub fn records(&self) -> Result<Vec<Record>> {
-        Ok(vec![train(&self.config, self.batch, self.common.runs())?])
+        Ok(vec![train(&self.config, self.batch, self.common.runs(), self.common.large)?])
     }
 }
 
-pub fn train(config: &Path, batch: usize, runs: usize) -> Result<Record> {
+pub fn train(config: &Path, batch: usize, runs: usize, large: LargeArgs) -> Result<Record> {
     let mut cfg = TrainConfig::load(config)?;
     cfg.data.batch_size = batch;
     cfg.optim.accumulate = 1;
     // Every loss on from the first step (the discriminator too).
     cfg.loss.disc_start = 0;
+    large.tokenizer(&cfg.tokenizer, batch, Use::Training)?;
     cfg.run.out_dir = std::env::temp_dir().join(format!("mergevq-bench-train-{}", std::process::id()));
     let mut t = Trainer::new(cfg.clone(), false)?;
     let res = cfg.tokenizer.ddconfig.resolution as u32;

@@ -6,20 +6,18 @@ mod report;
 
 use anyhow::{anyhow, Context, Result};
 use burn::prelude::*;
-use mergevq::ar::gpt::{Gpt, GptConfig};
+use mergevq::ar::generator::Generator;
 use mergevq::ar::sample::{generate, SampleOpts};
 use mergevq::eval::metrics::{psnr, ssim};
 use mergevq::eval::plot::LinePlot;
 use mergevq::io::data::Augment;
 use mergevq::io::image::{merge_map, rgb_to_tensor, save_png, tensor_to_rgb};
 use mergevq::io::preprocess::Preprocess;
-use mergevq::io::weights::Weights;
 use mergevq::tokenizer::config::TokenizerConfig;
 use mergevq::tokenizer::tome::KeepPlan;
 use mergevq::tokenizer::Tokenizer;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -39,20 +37,10 @@ impl Default for DemoArgs {
     }
 }
 
-/// assets/demo/gpt.toml: the GPT config and the kept-count candidates of its merge tokens.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DemoGpt {
-    gpt: GptConfig,
-    candidates: Vec<usize>,
-    window: usize,
-}
-
 /// The bundled models.
 struct Models {
     tok: Tokenizer,
-    gpt: Gpt,
-    dg: DemoGpt,
+    generator: Generator,
 }
 
 /// Mean reconstruction quality of the bundled images at one K.
@@ -74,7 +62,7 @@ impl DemoArgs {
         let t_start = Instant::now();
         let out = &self.output;
         let m = Models::load(&mergevq::device())?;
-        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+        mergevq::io::fs::create_output_dir(out)?;
         let rows = reconstructions(&m, out)?;
         // The merge instruction: the first candidate, the smallest K the generator was trained with.
         let merge = 0;
@@ -112,15 +100,10 @@ impl Models {
         let tok_path = asset("assets/demo/tokenizer.safetensors")?;
         let tok = Tokenizer::open(&cfg, &tok_path, false, device)
             .with_context(|| format!("bundled tokenizer {}", tok_path.display()))?;
-        let gpt_cfg_path = asset("assets/demo/gpt.toml")?;
-        let text = std::fs::read_to_string(&gpt_cfg_path)?;
-        let dg: DemoGpt = toml::from_str(&text)
-            .map_err(|e| anyhow!("bundled {} is corrupt: {}", gpt_cfg_path.display(), e.message()))?;
         let gpt_path = asset("assets/demo/gpt.safetensors")?;
-        let w = Weights::open(&gpt_path, false, device)?;
-        let gpt = Gpt::load(&w, "", &dg.gpt).with_context(|| format!("bundled AR model {}", gpt_path.display()))?;
-        w.finish(&[])?;
-        Ok(Self { tok, gpt, dg })
+        let generator = Generator::open(&asset("assets/demo/gpt.toml")?, &gpt_path, device)
+            .with_context(|| format!("bundled AR model {}", gpt_path.display()))?;
+        Ok(Self { tok, generator })
     }
 }
 
@@ -128,10 +111,8 @@ impl Models {
 /// one [1, 3, H, W] tensor each.
 fn test_images(res: usize, preprocess: Preprocess, device: &Device) -> Result<Vec<Tensor<4>>> {
     let dir = asset("assets/demo/images")?;
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "png"))
-        .collect();
+    let mut files: Vec<PathBuf> =
+        mergevq::io::fs::list_dir(&dir)?.into_iter().filter(|p| p.extension().is_some_and(|e| e == "png")).collect();
     files.sort();
     let aug = Augment { resolution: res as u32, random_crop: false, flip: false, preprocess };
     let mut rng = StdRng::seed_from_u64(0);
@@ -152,7 +133,7 @@ fn reconstructions(m: &Models, out: &Path) -> Result<Vec<KRow>> {
     let pixels = test_images(res, m.tok.cfg.preprocess, &m.tok.device())?;
     let n = pixels.len();
     let x = Tensor::cat(pixels, 0);
-    let cands = &m.dg.candidates;
+    let cands = &m.generator.cfg.candidates;
     let keeps: Vec<usize> =
         cands.iter().rev().copied().chain(std::iter::once(16).filter(|k| !cands.contains(k))).collect();
     let r = res as u32;
@@ -205,18 +186,18 @@ fn reconstruct_at(
 /// samples_{mergear,plain}.png, one column per class.
 fn samples(m: &Models, merge: usize, out: &Path) -> Result<Vec<Decoding>> {
     let r = m.tok.cfg.ddconfig.resolution as u32;
-    let classes = m.dg.gpt.class_num;
+    let classes = m.generator.cfg.gpt.class_num;
     let per_class = 2;
     let opts = SampleOpts { temperature: 1.0, top_k: 0, top_p: 1.0, cfg: 2.0 };
     let mut stats = Vec::new();
-    for (name, window) in [("mergear", Some(m.dg.window)), ("plain", None)] {
+    for (name, window) in [("mergear", Some(m.generator.cfg.window)), ("plain", None)] {
         let mut rng = StdRng::seed_from_u64(42);
         let mut canvas = image::RgbImage::new(r * classes as u32, r * per_class as u32);
         let (mut tokens, mut secs, mut peak_kv) = (0usize, 0.0, 0usize);
         for c in 0..classes {
             for j in 0..per_class {
                 let t0 = Instant::now();
-                let g = generate(&m.gpt, c, Some(merge), window, &opts, &mut rng, None)?;
+                let g = generate(&m.generator.gpt, c, Some(merge), window, &opts, &mut rng, None)?;
                 secs += t0.elapsed().as_secs_f64();
                 tokens += g.codes.len();
                 peak_kv = peak_kv.max(g.peak_kv);

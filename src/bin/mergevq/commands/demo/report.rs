@@ -24,7 +24,7 @@ pub(super) fn write(out: &Path, m: &Models, rows: &[KRow], stats: &[Decoding], m
         provenance("assets/demo/gpt.provenance")
     );
     html += FOOT;
-    mergevq::io::weights::atomic_write(&out.join("report.html"), html.as_bytes())
+    mergevq::io::atomic::atomic_write(&out.join("report.html"), html.as_bytes())
 }
 
 /// The reconstruction grid, the PSNR/SSIM table per K and the rate–distortion plot.
@@ -44,7 +44,7 @@ fn reconstruction_section(out: &Path, rows: &[KRow], l: usize) -> Result<String>
 /// The decoding table (MergeAR vs plain) and both sample grids.
 fn generation_section(out: &Path, m: &Models, stats: &[Decoding], merge: usize) -> Result<String> {
     let l = m.tok.full_len();
-    let mut html = format!("<h2>Class-conditional generation</h2><p>One column per class, CFG 2.0, merge instruction K = {}. MergeAR keeps duplicate tokens in the KV cache only inside a window of {}; plain AR decoding of the same model keeps all {} entries.</p>", m.dg.candidates[merge], m.dg.window, l + 2);
+    let mut html = format!("<h2>Class-conditional generation</h2><p>One column per class, CFG 2.0, merge instruction K = {}. MergeAR keeps duplicate tokens in the KV cache only inside a window of {}; plain AR decoding of the same model keeps all {} entries.</p>", m.generator.cfg.candidates[merge], m.generator.cfg.window, l + 2);
     html += "<table id=\"ar\"><tr><th>decoding</th><th>tokens/s</th><th>peak KV-cache entries</th></tr>";
     for d in stats {
         html += &format!(

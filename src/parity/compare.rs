@@ -1,0 +1,70 @@
+//! The comparison of a case's outputs with the recorded ones, within the case's tolerance.
+use super::{within, Case, Got, Outcome};
+use crate::io::safetensors::TypedTensor;
+
+impl Case {
+    pub(super) fn compare(&self, got: Vec<Got>) -> Outcome {
+        let mut max_abs = 0f64;
+        let mut worst = (f64::NEG_INFINITY, String::new());
+        let mut failures = Vec::new();
+        let expected: Vec<&String> = self.tensors.keys().filter(|k| k.starts_with("out.")).collect();
+        for key in &expected {
+            let name = &key[4..];
+            let Some(g) = got.iter().find(|g| g.name == name) else {
+                failures.push(format!("{name}: not produced"));
+                continue;
+            };
+            let want = &self.tensors[*key];
+            let (ws, gs) = (shape_of(want), shape_of(&g.value));
+            if ws != gs {
+                failures.push(format!("{name}: shape {gs:?}, want {ws:?}"));
+                continue;
+            }
+            let (wv, gv) = (values(want), values(&g.value));
+            let exact = g.exact || matches!(want, TypedTensor::I64 { .. });
+            let mut bad = 0;
+            for (w, v) in wv.iter().zip(&gv) {
+                let err = (w - v).abs();
+                let allowed = if exact { 0.0 } else { self.atol + self.rtol * w.abs() };
+                let ratio = if allowed > 0.0 {
+                    err / allowed
+                } else if err > 0.0 {
+                    f64::INFINITY
+                } else {
+                    0.0
+                };
+                if !within(err, allowed) {
+                    bad += 1;
+                }
+                max_abs = max_abs.max(err);
+                if ratio > worst.0 || worst.1.is_empty() {
+                    worst = (ratio, name.to_string());
+                }
+            }
+            if bad > 0 {
+                failures.push(format!("{name}: {bad} of {} values out of tolerance", wv.len()));
+            }
+        }
+        Outcome {
+            name: self.name.clone(),
+            pass: failures.is_empty() && !expected.is_empty(),
+            max_abs_err: max_abs,
+            worst: worst.1,
+            failures,
+        }
+    }
+}
+
+fn shape_of(t: &TypedTensor) -> Vec<usize> {
+    match t {
+        TypedTensor::F32(h) => h.shape.clone(),
+        TypedTensor::I64 { shape, .. } => shape.clone(),
+    }
+}
+
+fn values(t: &TypedTensor) -> Vec<f64> {
+    match t {
+        TypedTensor::F32(h) => h.data.iter().map(|&v| v as f64).collect(),
+        TypedTensor::I64 { data, .. } => data.iter().map(|&v| v as f64).collect(),
+    }
+}

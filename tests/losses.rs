@@ -142,7 +142,8 @@ fn lpips_real_weights_rank_distances() {
     let net = mergevq::loss::lpips::Lpips::load(w.root()).unwrap();
     w.finish(&[]).unwrap();
     let photo = common::root().join("assets/rocket.jpg");
-    let (x, _) = mergevq::io::image::load_image(&photo, 64, &device).unwrap();
+    let (x, _) =
+        mergevq::io::image::load_image(&photo, 64, mergevq::io::preprocess::Preprocess::Resize, &device).unwrap();
     let noise = Tensor::<4>::random([1, 3, 64, 64], burn::tensor::Distribution::Normal(0.0, 0.02), &device);
     let flipped = x.clone().flip([3]);
     let d_same: f32 = net.forward(x.clone(), x.clone()).into_scalar();

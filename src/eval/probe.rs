@@ -85,7 +85,7 @@ pub fn extract(
 ) -> Result<Features> {
     let device = tok.device();
     let res = tok.cfg.ddconfig.resolution;
-    let aug = Augment { resolution: res as u32, random_crop: false, flip: false, pad: true };
+    let aug = Augment { resolution: res as u32, random_crop: false, flip: false, preprocess: tok.cfg.preprocess };
     let loader = Loader {
         source: source.clone(),
         augment: aug.clone(),

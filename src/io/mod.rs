@@ -4,6 +4,7 @@ pub mod ckpt;
 pub mod data;
 pub mod fs;
 pub mod image;
+pub mod preprocess;
 pub mod safetensors;
 pub mod scope;
 pub mod tokens;

@@ -83,6 +83,7 @@ impl Case {
             factorized_bits: None,
             sample_minimization_weight: 1.0,
             batch_maximization_weight: 1.0,
+            preprocess: Default::default(),
         })
     }
 

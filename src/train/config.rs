@@ -33,9 +33,6 @@ pub struct DataConfig {
     pub random_crop: bool,
     #[serde(default = "yes")]
     pub flip: bool,
-    /// Pad smaller images (28² Fashion-MNIST → 32²) instead of resizing.
-    #[serde(default)]
-    pub pad: bool,
 }
 
 /// Where the training images come from.

@@ -1,6 +1,7 @@
 //! Tokenizer configuration: the reference's `ddconfig` fields, as TOML, or read from the
 //! official YAML configs (`model.init_args.{ddconfig, n_embed, embed_dim, k2lconfig}`).
 use super::tome::CandDistribution;
+use crate::io::preprocess::Preprocess;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -114,6 +115,9 @@ pub struct TokenizerConfig {
     /// Weight of the codebook (batch) entropy in the LFQ entropy loss (maximized).
     #[serde(default = "one_f")]
     pub batch_maximization_weight: f64,
+    /// How inputs of another size than the resolution become model inputs (default `pad`).
+    #[serde(default)]
+    pub preprocess: Preprocess,
 }
 
 impl TokenizerConfig {

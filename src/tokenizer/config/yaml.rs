@@ -68,6 +68,7 @@ impl TokenizerConfig {
             factorized_bits: optional(args, "factorized_bits")?,
             sample_minimization_weight: weight("sample_minimization_weight")?,
             batch_maximization_weight: weight("batch_maximization_weight")?,
+            preprocess: Default::default(),
         })
     }
 }

@@ -69,8 +69,12 @@ impl Trainer {
         check_readable(source.as_ref())?;
         let val = open_source(&cfg, true)?;
         let res = cfg.tokenizer.ddconfig.resolution as u32;
-        let augment =
-            Augment { resolution: res, random_crop: cfg.data.random_crop, flip: cfg.data.flip, pad: cfg.data.pad };
+        let augment = Augment {
+            resolution: res,
+            random_crop: cfg.data.random_crop,
+            flip: cfg.data.flip,
+            preprocess: cfg.tokenizer.preprocess,
+        };
         let strong = Augment { random_crop: true, flip: true, ..augment.clone() };
         let train = Arc::new(Loader {
             source,
@@ -188,7 +192,8 @@ impl Trainer {
             None => KeepPlan::new(self.cfg.tokenizer.embed_res(), d.num_att_blocks, d.merge_num, d.merge_ratio, None)?,
         };
         let res = d.resolution as u32;
-        let aug = Augment { resolution: res, random_crop: false, flip: false, pad: self.cfg.data.pad };
+        let aug =
+            Augment { resolution: res, random_crop: false, flip: false, preprocess: self.cfg.tokenizer.preprocess };
         let loader = Loader {
             source: self.val.clone(),
             augment: aug.clone(),

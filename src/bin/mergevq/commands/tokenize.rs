@@ -86,7 +86,7 @@ pub struct ReconstructArgs {
     model: ModelArgs,
     #[command(flatten)]
     keep: KeepArg,
-    /// Images (PNG/JPEG); other sizes are resized and centre-cropped to the config's resolution.
+    /// Images (PNG/JPEG); other sizes are padded or resized to the config's resolution (its `preprocess`).
     #[arg(required = true)]
     images: Vec<PathBuf>,
     #[arg(short, long)]
@@ -103,7 +103,7 @@ impl ReconstructArgs {
         mergevq::io::fs::create_output_dir(&self.output)?;
         let pb = progress::bar(self.images.len() as u64, "reconstruct");
         for path in &self.images {
-            let (x, note) = load_image(path, res, &device)?;
+            let (x, note) = load_image(path, res, tok.cfg.preprocess, &device)?;
             if let Some(n) = note {
                 pb.suspend(|| eprintln!("note: {n}"));
             }
@@ -150,7 +150,7 @@ impl EncodeArgs {
         let mut file = TokensFile { bits: tok.cfg.embed_dim, resolution: res, indices: vec![], group: vec![] };
         let pb = progress::bar(self.images.len() as u64, "encode");
         for path in &self.images {
-            let (x, note) = load_image(path, res, &device)?;
+            let (x, note) = load_image(path, res, tok.cfg.preprocess, &device)?;
             if let Some(n) = note {
                 pb.suspend(|| eprintln!("note: {n}"));
             }
@@ -197,7 +197,7 @@ impl DecodeArgs {
         }
         let tok = self.model.load(&device)?;
         let file = TokensFile::load(&self.tokens)?;
-        check_fits(&file, &tok, &self.tokens)?;
+        file.check_fits(&tok, &self.tokens)?;
         mergevq::io::fs::create_output_dir(&self.output)?;
         let res = tok.cfg.ddconfig.resolution;
         for (i, (idx, grp)) in file.indices.iter().zip(&file.group).enumerate() {
@@ -207,25 +207,4 @@ impl DecodeArgs {
         println!("wrote {} images to {}", file.indices.len(), self.output.display());
         Ok(())
     }
-}
-
-/// Checks a tokens file was made by a tokenizer like `tok` (same code bits and L).
-fn check_fits(file: &TokensFile, tok: &Tokenizer, path: &Path) -> Result<()> {
-    if file.bits != tok.cfg.embed_dim {
-        bail!(
-            "{} holds {}-bit codes but the tokenizer uses {} bits (another tokenizer?)",
-            path.display(),
-            file.bits,
-            tok.cfg.embed_dim
-        );
-    }
-    if file.group[0].len() != tok.full_len() {
-        bail!(
-            "{} has L={} tokens per image, the tokenizer makes L={}",
-            path.display(),
-            file.group[0].len(),
-            tok.full_len()
-        );
-    }
-    Ok(())
 }

@@ -41,8 +41,8 @@ pub fn train(config: &Path, batch: usize, runs: usize, large: LargeArgs) -> Resu
     let res = cfg.tokenizer.ddconfig.resolution as u32;
     let loader = Loader {
         source: t.train_source(),
-        augment: Augment { resolution: res, random_crop: false, flip: false, pad: cfg.data.pad },
-        strong: Augment { resolution: res, random_crop: true, flip: true, pad: cfg.data.pad },
+        augment: Augment { resolution: res, random_crop: false, flip: false, preprocess: cfg.tokenizer.preprocess },
+        strong: Augment { resolution: res, random_crop: true, flip: true, preprocess: cfg.tokenizer.preprocess },
         batch,
         seed: 0,
         skipped: Default::default(),

@@ -7,7 +7,7 @@ pub mod probe;
 
 use crate::eval::inception::{InceptionV3, InputRange};
 use crate::eval::metrics::{check_sample_size, codebook_usage, frechet_distance, psnr, ssim, Stats};
-use crate::io::data::{Augment, Batch, Loader, Source};
+use crate::io::data::{Batch, Loader, Source};
 use crate::io::image::{merge_map, save_png, tensor_to_rgb};
 use crate::io::weights::Weights;
 use crate::loss::lpips::Lpips;
@@ -118,15 +118,7 @@ pub fn eval_recon(
 ) -> Result<Vec<ReconReport>> {
     let device = tok.device();
     let res = tok.cfg.ddconfig.resolution;
-    let aug = Augment { resolution: res as u32, random_crop: false, flip: false, preprocess: tok.cfg.preprocess };
-    let loader = Loader {
-        source: source.clone(),
-        augment: aug.clone(),
-        strong: aug,
-        batch,
-        seed: 0,
-        skipped: Default::default(),
-    };
+    let loader = Loader::in_order(source.clone(), res as u32, tok.cfg.preprocess, batch);
     let n = n.min(source.len());
     let mut batches: Vec<Batch> =
         (0..n.div_ceil(batch)).map(|k| loader.batch_in_order(k)).filter(|b| b.size > 0).collect();

@@ -237,6 +237,13 @@ pub struct Loader {
 }
 
 impl Loader {
+    /// Whole images of `source` in order, padded or resized to `resolution` without augmentation,
+    /// `batch` at a time (`batch_in_order`): what evaluation and tokenizing read.
+    pub fn in_order(source: Arc<dyn Source>, resolution: u32, preprocess: Preprocess, batch: usize) -> Self {
+        let augment = Augment { resolution, random_crop: false, flip: false, preprocess };
+        Self { source, augment: augment.clone(), strong: augment, batch, seed: 0, skipped: Default::default() }
+    }
+
     fn order(&self, epoch: usize) -> Vec<usize> {
         let mut idx: Vec<usize> = (0..self.source.len()).collect();
         idx.shuffle(&mut StdRng::seed_from_u64(self.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));

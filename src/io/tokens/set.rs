@@ -1,7 +1,7 @@
 //! The token set `extract-tokens` writes for AR training: per image the full raster of codes,
 //! the group map, the kept count K and the class label.
 use super::check::{check_bits, check_codes, check_group, check_len, meta_num, read_i64, rows, to_groups};
-use crate::io::data::{Augment, Loader, Source};
+use crate::io::data::{Loader, Source};
 use crate::tokenizer::tome::KeepPlan;
 use crate::tokenizer::Tokenizer;
 use anyhow::{anyhow, bail, Context, Result};
@@ -59,16 +59,7 @@ impl TokenSet {
         let (candidates, cum_prob) = kept_candidates(tok, keep)?;
         let n = n.min(source.len());
         let ks: Vec<usize> = (0..n).map(|i| draw_keep(seed, i, &candidates, &cum_prob)).collect();
-        let (resolution, preprocess) = (tok.cfg.ddconfig.resolution as u32, tok.cfg.preprocess);
-        let aug = Augment { resolution, random_crop: false, flip: false, preprocess };
-        let loader = Loader {
-            source: source.clone(),
-            augment: aug.clone(),
-            strong: aug,
-            batch: 1,
-            seed,
-            skipped: Default::default(),
-        };
+        let loader = Loader::in_order(source.clone(), tok.cfg.ddconfig.resolution as u32, tok.cfg.preprocess, 1);
         let mut set = Self {
             bits: tok.cfg.embed_dim,
             candidates: candidates.clone(),

@@ -1,15 +1,21 @@
 //! Images in and out: decode PNG/JPEG into [-1, 1] tensors, write PNG/JPEG, draw merge maps.
 use crate::io::marker::{image_format, Format};
 use crate::io::output::Outputs;
+use crate::io::preprocess::{fit, Preprocess};
 use anyhow::{anyhow, bail, Context, Result};
 use burn::prelude::*;
 use image::codecs::jpeg::JpegEncoder;
 use image::{imageops::FilterType, RgbImage};
 use std::path::Path;
 
-/// Reads an image as [1, 3, R, R] in [-1, 1]. Images of another size are resized (shorter
-/// side to R, bicubic) and centre-cropped; the returned note says so.
-pub fn load_image(path: &Path, resolution: usize, device: &Device) -> Result<(Tensor<4>, Option<String>)> {
+/// Reads an image as [1, 3, R, R] in [-1, 1]. Images of another size are padded or resized
+/// (shorter side to R, bicubic, then centre-cropped) as `how` says; the returned note says which.
+pub fn load_image(
+    path: &Path,
+    resolution: usize,
+    how: Preprocess,
+    device: &Device,
+) -> Result<(Tensor<4>, Option<String>)> {
     if !path.exists() {
         bail!("image {} does not exist", path.display());
     }
@@ -21,34 +27,12 @@ pub fn load_image(path: &Path, resolution: usize, device: &Device) -> Result<(Te
         .to_rgb8();
     let (w, h) = img.dimensions();
     let r = resolution as u32;
-    let (img, note) = if w == r && h == r {
-        (img, None)
-    } else {
-        (
-            resize_crop(&img, r),
-            Some(format!("{} is {w}×{h}: resized (shorter side) and centre-cropped to {r}×{r}", path.display())),
-        )
+    let note = match (w, h) {
+        _ if (w, h) == (r, r) => None,
+        _ if how.pads(w, h, r) => Some(format!("{} is {w}×{h}: padded with black to {r}×{r}", path.display())),
+        _ => Some(format!("{} is {w}×{h}: resized (shorter side) and centre-cropped to {r}×{r}", path.display())),
     };
-    Ok((rgb_to_tensor(&img, device), note))
-}
-
-/// Resizes the shorter side to `r` and centre-crops to r×r.
-pub fn resize_crop(img: &RgbImage, r: u32) -> RgbImage {
-    let resized = resize_shorter(img, r, FilterType::CatmullRom);
-    let (nw, nh) = resized.dimensions();
-    image::imageops::crop_imm(&resized, (nw - r) / 2, (nh - r) / 2, r, r).to_image()
-}
-
-/// Resizes so that the shorter side is `r` (both sides ≥ r), keeping the aspect ratio.
-pub fn resize_shorter(img: &RgbImage, r: u32, filter: FilterType) -> RgbImage {
-    let (w, h) = img.dimensions();
-    let s = r as f64 / w.min(h) as f64;
-    let (nw, nh) = (((w as f64 * s).round() as u32).max(r), ((h as f64 * s).round() as u32).max(r));
-    if (nw, nh) == (w, h) {
-        img.clone()
-    } else {
-        image::imageops::resize(img, nw, nh, filter)
-    }
+    Ok((rgb_to_tensor(&fit(&img, r, how, FilterType::CatmullRom), device), note))
 }
 
 pub fn rgb_to_tensor(img: &RgbImage, device: &Device) -> Tensor<4> {

@@ -6,6 +6,7 @@ pub mod fs;
 pub mod image;
 pub mod marker;
 pub mod output;
+pub mod preprocess;
 pub mod safetensors;
 pub mod scope;
 pub mod tokens;

@@ -8,3 +8,4 @@ pub mod optim;
 pub mod run_dir;
 pub mod run_loop;
 pub mod tokenizer;
+mod validate;

@@ -139,7 +139,7 @@ pub fn run<T: Trainable>(t: &mut T) -> Result<Summary> {
     pb.finish_and_clear();
     let images_per_s = images as f64 / t0.elapsed().as_secs_f64().max(1e-9);
     if curve.len() > 1 {
-        let plot = crate::eval::plot::line_plot(&[curve], 640, 360);
+        let plot = crate::eval::plot::LinePlot::new("step", "loss").with("training loss", curve).render(640, 360)?;
         crate::io::image::save_image(&plot, &out.join("loss_curve.png"), &t.run_dir().outputs)?;
     }
     let exported = t.export(out)?;

@@ -1,14 +1,16 @@
 //! `eval-recon`, `eval-gen`, `probe`: reconstruction, generation and representation metrics.
+use super::large::LargeArgs;
 use crate::progress;
 use anyhow::Result;
-use mergevq::eval::metrics::{frechet_distance, kid, Stats};
-use mergevq::eval::plot::line_plot;
+use mergevq::eval::metrics::{check_sample_size, frechet_distance, kid, Stats};
+use mergevq::eval::plot::LinePlot;
 use mergevq::eval::probe::{extract, linear_probe, SplitFeatures};
 use mergevq::eval::{eval_recon, features_of, load_inception, load_lpips, load_stats, save_stats, ReconReport, STATS};
 use mergevq::io::data::{self, ImageFolder, Source};
 use mergevq::io::image::save_image;
 use mergevq::io::marker::{Format, Marker};
 use mergevq::io::output::Outputs;
+use mergevq::memory::Use;
 use mergevq::tokenizer::config::TokenizerConfig;
 use mergevq::tokenizer::Tokenizer;
 use mergevq::validate::{float_in, int_in, FloatRange, MAX_SIZE};
@@ -46,6 +48,8 @@ pub struct EvalReconArgs {
     lpips: PathBuf,
     #[arg(short, long)]
     output: PathBuf,
+    #[command(flatten)]
+    large: LargeArgs,
 }
 
 impl EvalReconArgs {
@@ -53,6 +57,7 @@ impl EvalReconArgs {
         let device = mergevq::device();
         let outs = self.outputs()?;
         let cfg = TokenizerConfig::load(&self.config)?;
+        self.large.tokenizer(&cfg, self.batch, Use::Inference)?;
         let tok = Tokenizer::open(&cfg, &self.tokenizer, false, &device)?;
         let keeps = if self.keep.is_empty() { vec![tok.plan.kept()? as usize] } else { self.keep.clone() };
         for &k in &keeps {
@@ -67,6 +72,12 @@ impl EvalReconArgs {
         pb.finish_and_clear();
         print_table(&reports);
         save_image(&grid, &self.output.join("reconstructions.png"), &outs)?;
+        if let (Some(r), false) = (reports.first(), self.no_fid) {
+            println!("rFID from {} images (against the same images' originals)", r.images);
+            if let Some(w) = check_sample_size("rFID", r.images)? {
+                eprintln!("warning: {w}");
+            }
+        }
         self.write_report(&reports, tok.full_len(), &outs)
     }
 
@@ -87,17 +98,15 @@ impl EvalReconArgs {
         let out = &self.output;
         let (key, value) = RECON_REPORT.entry();
         let json = serde_json::json!({key: value, "tokenizer": self.tokenizer, "config": self.config, "data": self.data, "L": l, "results": reports});
-        outs.write(
-            &out.join("report.json"),
-            Format::Json(RECON_REPORT),
-            serde_json::to_string_pretty(&json)?.as_bytes(),
-        )?;
+        let text = serde_json::to_string_pretty(&json)?;
+        outs.write(&out.join("report.json"), Format::Json(RECON_REPORT), text.as_bytes())?;
         let series = |f: &dyn Fn(&ReconReport) -> Option<f64>| {
             reports.iter().filter_map(|r| f(r).map(|v| (r.keep as f64, v))).collect::<Vec<_>>()
         };
-        save_image(&line_plot(&[series(&|r| Some(r.psnr))], 480, 320), &out.join("rd_psnr.png"), outs)?;
+        let plot = |y: &str, points| LinePlot::new("kept tokens K", y).with("MergeVQ", points).render(560, 360);
+        save_image(&plot("PSNR (dB)", series(&|r| Some(r.psnr)))?, &out.join("rd_psnr.png"), outs)?;
         if !self.no_fid {
-            save_image(&line_plot(&[series(&|r| r.rfid)], 480, 320), &out.join("rd_rfid.png"), outs)?;
+            save_image(&plot("rFID", series(&|r| r.rfid))?, &out.join("rd_rfid.png"), outs)?;
         }
         println!(
             "wrote {}/{{report.json,rd_psnr.png{},reconstructions.png}}",
@@ -158,6 +167,7 @@ impl EvalGenArgs {
             outs.check(p, Format::Safetensors(STATS))?;
         }
         outs.dir(&self.output)?;
+        outs.check(&self.output.join("report.json"), Format::Json(GEN_REPORT))?;
         let net = load_inception(&self.inception, &device)?;
         let features = |folder: &ImageFolder, what: &str| {
             let pb = progress::bar(folder.len() as u64, what);
@@ -175,13 +185,22 @@ impl EvalGenArgs {
         if let Some(p) = &self.save_stats {
             save_stats(p, &fr, &outs)?;
         }
+        let warnings =
+            [check_sample_size("gFID (samples)", fg.len())?, check_sample_size("gFID (reference)", fr.len())?];
         let gfid = frechet_distance(&Stats::from_features(&fg), &ref_stats);
         let size = fg.len().min(fr.len()).min(1000);
         let (kid_mean, kid_std) = kid(&fg, &fr, 100, size, 0);
-        println!("gFID {gfid:.3}  KID {kid_mean:.5} ± {kid_std:.5}  ({} samples, {} reference)", fg.len(), fr.len());
+        for w in warnings.into_iter().flatten() {
+            eprintln!("warning: {w}");
+        }
+        println!(
+            "gFID {gfid:.3} ({} samples, {} reference images)  KID {kid_mean:.5} ± {kid_std:.5} (100 subsets of {size})",
+            fg.len(),
+            fr.len()
+        );
         println!("Inception Score: not available (the registry FID weights have no classifier head)");
         let (key, value) = GEN_REPORT.entry();
-        let json = serde_json::json!({key: value, "samples": self.samples, "reference": self.reference, "n_samples": fg.len(), "n_reference": fr.len(), "gfid": gfid, "kid": kid_mean, "kid_std": kid_std, "inception_score": null});
+        let json = serde_json::json!({key: value, "samples": self.samples, "reference": self.reference, "n_samples": fg.len(), "n_reference": fr.len(), "gfid": gfid, "kid": kid_mean, "kid_std": kid_std, "kid_subset_size": size, "inception_score": null});
         let text = serde_json::to_string_pretty(&json)?;
         outs.write(&self.output.join("report.json"), Format::Json(GEN_REPORT), text.as_bytes())
     }
@@ -211,11 +230,14 @@ pub struct ProbeArgs {
     /// Feature cache (reused when present).
     #[arg(long, default_value = "probe_features.safetensors")]
     cache: PathBuf,
+    #[command(flatten)]
+    large: LargeArgs,
 }
 
 impl ProbeArgs {
     pub fn run(self) -> Result<()> {
         let cfg = TokenizerConfig::load(&self.config)?;
+        self.large.tokenizer(&cfg, 1, Use::Inference)?;
         let tok = Tokenizer::open(&cfg, &self.tokenizer, false, &mergevq::device())?;
         let (train_src, val_src) = (data::open(&self.train)?, data::open(&self.val)?);
         let classes = train_src.classes();

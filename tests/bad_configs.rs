@@ -185,21 +185,9 @@ const CASES: &[Case] = &[
     ),
 ];
 
-/// A train-tokenizer config on a data folder that is never read (the config is refused first).
+/// The training sections of a train-tokenizer config on a data folder that is never read (the
+/// config is refused first); its [tokenizer] is configs/tiny_32.toml.
 const TRAIN: &str = r#"
-[tokenizer]
-n_embed = 1024
-embed_dim = 10
-[tokenizer.ddconfig]
-z_channels = 10
-resolution = 32
-ch = 32
-ch_mult = [1, 1, 2]
-num_res_blocks = 1
-num_att_blocks = 3
-num_heads = 4
-merge_num = 28
-# more ddconfig fields
 [data]
 source = "folder"
 path = "data"
@@ -220,7 +208,11 @@ fn base(kind: Kind) -> (String, &'static str) {
     match kind {
         Tok => (read("configs/tiny_32.toml"), "toml"),
         Yaml => (read("tests/data/official_gr_d64.yaml"), "yaml"),
-        Train => (TRAIN.to_string(), "toml"),
+        Train => {
+            let tok =
+                read("configs/tiny_32.toml").replace("[ddconfig]", "[tokenizer.ddconfig]\n# more ddconfig fields");
+            (format!("[tokenizer]\n{tok}{TRAIN}"), "toml")
+        }
         Ar => (read("configs/ar_fmnist_mergear.toml").replace("runs/ar_mergear", "OUT_DIR"), "toml"),
     }
 }

@@ -5,7 +5,7 @@ use super::checkpoint::Checkpoint;
 use super::config::{OptimConfig, Optimizer, RunConfig};
 use super::optim::{clip_scale, flat_inner, global_norm, Adam, Ema};
 use super::run_dir::{RunDir, Start};
-use super::run_loop::{Losses, Summary, Trainable};
+use super::run_loop::{Losses, RunState, Summary, Trainable};
 use crate::ar::gpt::{Gpt, GptConfig};
 use crate::ar::mergear::{first_of_group, mergear_bias};
 use crate::io::output::Outputs;
@@ -262,16 +262,8 @@ impl Trainable for ArTrainer {
     const CURVE: &'static str = "ce";
     const VAL: &'static str = "val_ce";
 
-    fn run_config(&self) -> &RunConfig {
-        &self.cfg.run
-    }
-
-    fn run_dir(&self) -> &RunDir {
-        &self.run
-    }
-
-    fn next_step(&self) -> usize {
-        self.step
+    fn state(&self) -> RunState<'_> {
+        RunState { cfg: &self.cfg.run, dir: &self.run, step: self.step }
     }
 
     /// The images of each step.

@@ -15,6 +15,14 @@ use std::time::Instant;
 /// Logged values of one step, by name (written to metrics.jsonl in this order).
 pub type Losses = Vec<(&'static str, f64)>;
 
+/// Where a trainer stands: its run settings, its locked run folder (and where it may write),
+/// and the next step to run (after a resume, the checkpoint's).
+pub struct RunState<'a> {
+    pub cfg: &'a RunConfig,
+    pub dir: &'a RunDir,
+    pub step: usize,
+}
+
 /// A trainer the run loop drives.
 pub trait Trainable {
     /// One step's training data (the tokenizer's micro-batches, the AR model's image indices).
@@ -24,11 +32,8 @@ pub trait Trainable {
     /// The metrics.jsonl key of the validation metric ("val_psnr", "val_ce").
     const VAL: &'static str;
 
-    fn run_config(&self) -> &RunConfig;
-    /// The locked run folder and where the trainer may write.
-    fn run_dir(&self) -> &RunDir;
-    /// The next step to run (after a resume, the checkpoint's).
-    fn next_step(&self) -> usize;
+    /// The run's settings, its locked folder and the next step to run.
+    fn state(&self) -> RunState<'_>;
     /// Prepares the output folder and returns the inputs of the steps from `next_step` on.
     fn start(&mut self) -> Result<Box<dyn Iterator<Item = Result<Self::Input>>>>;
     /// Runs one step (advancing `next_step`) and returns its logged values.
@@ -89,21 +94,21 @@ fn log_line(metrics: &mut File, step: usize, losses: &Losses, images_per_s: Opti
 /// `MERGEVQ_FAULT_EXIT_AFTER_STEP=n` exits with 137 after step n (crash tests).
 pub fn run<T: Trainable>(t: &mut T) -> Result<Summary> {
     interrupt::watch();
-    let cfg = t.run_config().clone();
+    let cfg = t.state().cfg.clone();
     let out = &cfg.out_dir;
     let mut inputs = t.start()?;
-    let mut metrics = t.run_dir().metrics()?;
-    let (start, total) = (t.next_step(), cfg.steps);
+    let mut metrics = t.state().dir.metrics()?;
+    let (start, total) = (t.state().step, cfg.steps);
     let pb = progress_bar(total, start);
     let t0 = Instant::now();
     let mut images = 0usize;
     let fault_exit: Option<usize> = std::env::var("MERGEVQ_FAULT_EXIT_AFTER_STEP").ok().and_then(|v| v.parse().ok());
     let mut curve: Vec<(f64, f64)> = Vec::new();
-    while t.next_step() < total {
+    while t.state().step < total {
         if interrupt::requested() {
             pb.finish_and_clear();
             t.save_checkpoint()?;
-            return Err(Interrupted { step: t.next_step(), checkpoint: Checkpoint::path(&cfg) }.into());
+            return Err(Interrupted { step: t.state().step, checkpoint: Checkpoint::path(&cfg) }.into());
         }
         let input = inputs.next().ok_or_else(|| anyhow!("the training inputs ended"))??;
         let n = t.images(&input);
@@ -111,7 +116,7 @@ pub fn run<T: Trainable>(t: &mut T) -> Result<Summary> {
         let ts = Instant::now();
         let losses = t.step(&input)?;
         let ips = n.map(|n| n as f64 / ts.elapsed().as_secs_f64());
-        let step = t.next_step();
+        let step = t.state().step;
         if let Some((_, v)) = losses.iter().find(|(k, _)| *k == T::CURVE) {
             curve.push((step as f64, *v));
         }
@@ -140,10 +145,10 @@ pub fn run<T: Trainable>(t: &mut T) -> Result<Summary> {
     let images_per_s = images as f64 / t0.elapsed().as_secs_f64().max(1e-9);
     if curve.len() > 1 {
         let plot = crate::eval::plot::LinePlot::new("step", "loss").with("training loss", curve).render(640, 360)?;
-        crate::io::image::save_image(&plot, &out.join("loss_curve.png"), &t.run_dir().outputs)?;
+        crate::io::image::save_image(&plot, &out.join("loss_curve.png"), &t.state().dir.outputs)?;
     }
     let exported = t.export(out)?;
     let val = t.validation()?;
-    writeln!(metrics, "{}", serde_json::json!({"step": t.next_step(), (T::VAL): val, "final": true}))?;
-    Ok(Summary { steps: t.next_step() - start, images_per_s, val, exported })
+    writeln!(metrics, "{}", serde_json::json!({"step": t.state().step, (T::VAL): val, "final": true}))?;
+    Ok(Summary { steps: t.state().step - start, images_per_s, val, exported })
 }

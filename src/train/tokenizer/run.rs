@@ -3,9 +3,7 @@
 use super::Trainer;
 use crate::io::data::Batch;
 use crate::io::image::{merge_map, save_image, tensor_to_rgb};
-use crate::train::config::RunConfig;
-use crate::train::run_dir::RunDir;
-use crate::train::run_loop::{self, Losses, Summary, Trainable};
+use crate::train::run_loop::{self, Losses, RunState, Summary, Trainable};
 use anyhow::{anyhow, Result};
 use burn::prelude::*;
 use std::path::{Path, PathBuf};
@@ -52,16 +50,8 @@ impl Trainable for Trainer {
     const CURVE: &'static str = "rec";
     const VAL: &'static str = "val_psnr";
 
-    fn run_config(&self) -> &RunConfig {
-        &self.cfg.run
-    }
-
-    fn run_dir(&self) -> &RunDir {
-        &self.run
-    }
-
-    fn next_step(&self) -> usize {
-        self.step
+    fn state(&self) -> RunState<'_> {
+        RunState { cfg: &self.cfg.run, dir: &self.run, step: self.step }
     }
 
     /// `run.out_dir/samples`, and `optim.accumulate` prefetched micro-batches per step.

@@ -1,5 +1,6 @@
 //! `eval-recon`, `eval-gen`, `probe`: reconstruction, generation and representation metrics.
 use super::large::LargeArgs;
+use super::tokenize::TrainedArgs;
 use crate::progress;
 use anyhow::Result;
 use mergevq::eval::metrics::{check_sample_size, frechet_distance, kid, Stats};
@@ -24,10 +25,8 @@ const GEN_REPORT: Marker = Marker::format("mergevq-eval-gen-1", "mergevq eval-ge
 /// `mergevq eval-recon`.
 #[derive(clap::Args)]
 pub struct EvalReconArgs {
-    #[arg(long)]
-    tokenizer: PathBuf,
-    #[arg(long)]
-    config: PathBuf,
+    #[command(flatten)]
+    model: TrainedArgs,
     /// An image folder, or fashion-mnist[:train|test].
     #[arg(long)]
     data: String,
@@ -56,9 +55,9 @@ impl EvalReconArgs {
     pub fn run(self) -> Result<()> {
         let device = mergevq::device();
         let outs = self.outputs()?;
-        let cfg = TokenizerConfig::load(&self.config)?;
+        let cfg = TokenizerConfig::load(&self.model.config)?;
         self.large.tokenizer(&cfg, self.batch, Use::Inference)?;
-        let tok = Tokenizer::open(&cfg, &self.tokenizer, false, &device)?;
+        let tok = Tokenizer::open(&cfg, &self.model.tokenizer, false, &device)?;
         let keeps = if self.keep.is_empty() { vec![tok.plan.kept()? as usize] } else { self.keep.clone() };
         for &k in &keeps {
             tok.keep(k)?;
@@ -84,7 +83,13 @@ impl EvalReconArgs {
     /// Where eval-recon may write (anywhere but its inputs), once the output folder exists and
     /// the files it will write there may be written.
     fn outputs(&self) -> Result<Outputs> {
-        let outs = Outputs::new([&self.tokenizer, &self.config, Path::new(&self.data), &self.inception, &self.lpips]);
+        let outs = Outputs::new([
+            &self.model.tokenizer,
+            &self.model.config,
+            Path::new(&self.data),
+            &self.inception,
+            &self.lpips,
+        ]);
         outs.dir(&self.output)?;
         outs.check(&self.output.join("report.json"), Format::Json(RECON_REPORT))?;
         for png in ["reconstructions.png", "rd_psnr.png", "rd_rfid.png"] {
@@ -97,7 +102,7 @@ impl EvalReconArgs {
     fn write_report(&self, reports: &[ReconReport], l: usize, outs: &Outputs) -> Result<()> {
         let out = &self.output;
         let (key, value) = RECON_REPORT.entry();
-        let json = serde_json::json!({key: value, "tokenizer": self.tokenizer, "config": self.config, "data": self.data, "L": l, "results": reports});
+        let json = serde_json::json!({key: value, "tokenizer": self.model.tokenizer, "config": self.model.config, "data": self.data, "L": l, "results": reports});
         let text = serde_json::to_string_pretty(&json)?;
         outs.write(&out.join("report.json"), Format::Json(RECON_REPORT), text.as_bytes())?;
         let series = |f: &dyn Fn(&ReconReport) -> Option<f64>| {
@@ -209,10 +214,8 @@ impl EvalGenArgs {
 /// `mergevq probe`.
 #[derive(clap::Args)]
 pub struct ProbeArgs {
-    #[arg(long)]
-    tokenizer: PathBuf,
-    #[arg(long)]
-    config: PathBuf,
+    #[command(flatten)]
+    model: TrainedArgs,
     /// Training images: a folder or fashion-mnist[:split].
     #[arg(long)]
     train: String,
@@ -236,9 +239,9 @@ pub struct ProbeArgs {
 
 impl ProbeArgs {
     pub fn run(self) -> Result<()> {
-        let cfg = TokenizerConfig::load(&self.config)?;
+        let cfg = TokenizerConfig::load(&self.model.config)?;
         self.large.tokenizer(&cfg, 1, Use::Inference)?;
-        let tok = Tokenizer::open(&cfg, &self.tokenizer, false, &mergevq::device())?;
+        let tok = Tokenizer::open(&cfg, &self.model.tokenizer, false, &mergevq::device())?;
         let (train_src, val_src) = (data::open(&self.train)?, data::open(&self.val)?);
         let classes = train_src.classes();
         let f = match SplitFeatures::load(&self.cache, &self.cache_key()) {
@@ -247,7 +250,12 @@ impl ProbeArgs {
                 f
             }
             None => {
-                let outs = Outputs::new([&self.tokenizer, &self.config, Path::new(&self.train), Path::new(&self.val)]);
+                let outs = Outputs::new([
+                    &self.model.tokenizer,
+                    &self.model.config,
+                    Path::new(&self.train),
+                    Path::new(&self.val),
+                ]);
                 outs.check(&self.cache, Format::Safetensors(SplitFeatures::MARKER))?;
                 self.extract(&tok, train_src, val_src, &outs)?
             }
@@ -268,7 +276,7 @@ impl ProbeArgs {
 
     /// What the cached features depend on: the tokenizer, the data and the image counts.
     fn cache_key(&self) -> String {
-        let (w, c) = (self.tokenizer.display(), self.config.display());
+        let (w, c) = (self.model.tokenizer.display(), self.model.config.display());
         format!("{w}|{c}|{}|{}|{}|{}", self.train, self.val, self.num_train, self.num_val)
     }
 

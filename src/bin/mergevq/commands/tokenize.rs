@@ -16,6 +16,17 @@ use mergevq::validate::{int_in, MAX_SIZE};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+/// A trained tokenizer: its weights and config (the evaluation and token-extraction commands).
+#[derive(clap::Args)]
+pub struct TrainedArgs {
+    /// Tokenizer weights (safetensors).
+    #[arg(long)]
+    pub tokenizer: PathBuf,
+    /// Tokenizer config: TOML, or an official YAML.
+    #[arg(long)]
+    pub config: PathBuf,
+}
+
 /// A tokenizer: its config and weights.
 #[derive(clap::Args)]
 pub struct ModelArgs {
@@ -92,9 +103,9 @@ impl InitArgs {
     }
 }
 
-/// `mergevq reconstruct`.
+/// A tokenizer at a kept count K, the images to run it on and where the result goes.
 #[derive(clap::Args)]
-pub struct ReconstructArgs {
+pub struct ImagesArgs {
     #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
@@ -106,22 +117,29 @@ pub struct ReconstructArgs {
     output: PathBuf,
 }
 
+/// `mergevq reconstruct`.
+#[derive(clap::Args)]
+pub struct ReconstructArgs {
+    #[command(flatten)]
+    job: ImagesArgs,
+}
+
 impl ReconstructArgs {
     pub fn run(self) -> Result<()> {
         let device = mergevq::device();
-        let tok = self.model.load(&device)?;
-        let plan = self.keep.plan(&tok)?;
+        let tok = self.job.model.load(&device)?;
+        let plan = self.job.keep.plan(&tok)?;
         let res = tok.cfg.ddconfig.resolution;
         let side = tok.cfg.embed_res();
-        let out = self.model.outputs(&self.images);
-        out.dir(&self.output)?;
-        let names = output_names(&self.images, &self.output)?;
+        let out = self.job.model.outputs(&self.job.images);
+        out.dir(&self.job.output)?;
+        let names = output_names(&self.job.images, &self.job.output)?;
         for (rec, merge) in &names {
             out.check(rec, Format::Image)?;
             out.check(merge, Format::Image)?;
         }
-        let pb = progress::bar(self.images.len() as u64, "reconstruct");
-        for (path, (rec_path, merge_path)) in self.images.iter().zip(&names) {
+        let pb = progress::bar(self.job.images.len() as u64, "reconstruct");
+        for (path, (rec_path, merge_path)) in self.job.images.iter().zip(&names) {
             let (x, note) = load_image(path, res, tok.cfg.preprocess, &device)?;
             if let Some(n) = note {
                 pb.suspend(|| eprintln!("note: {n}"));
@@ -136,7 +154,7 @@ impl ReconstructArgs {
             pb.inc(1);
         }
         pb.finish_and_clear();
-        println!("wrote reconstructions and merge maps to {}", self.output.display());
+        println!("wrote reconstructions and merge maps to {}", self.job.output.display());
         Ok(())
     }
 }
@@ -166,26 +184,20 @@ fn output_names(images: &[PathBuf], dir: &Path) -> Result<Vec<(PathBuf, PathBuf)
 #[derive(clap::Args)]
 pub struct EncodeArgs {
     #[command(flatten)]
-    model: ModelArgs,
-    #[command(flatten)]
-    keep: KeepArg,
-    #[arg(required = true)]
-    images: Vec<PathBuf>,
-    #[arg(short, long)]
-    output: PathBuf,
+    job: ImagesArgs,
 }
 
 impl EncodeArgs {
     pub fn run(self) -> Result<()> {
         let device = mergevq::device();
-        let tok = self.model.load(&device)?;
-        let plan = self.keep.plan(&tok)?;
-        let out = self.model.outputs(&self.images);
-        out.check(&self.output, Format::Safetensors(TokensFile::MARKER))?;
+        let tok = self.job.model.load(&device)?;
+        let plan = self.job.keep.plan(&tok)?;
+        let out = self.job.model.outputs(&self.job.images);
+        out.check(&self.job.output, Format::Safetensors(TokensFile::MARKER))?;
         let res = tok.cfg.ddconfig.resolution;
         let mut file = TokensFile { bits: tok.cfg.embed_dim, resolution: res, indices: vec![], group: vec![] };
-        let pb = progress::bar(self.images.len() as u64, "encode");
-        for path in &self.images {
+        let pb = progress::bar(self.job.images.len() as u64, "encode");
+        for path in &self.job.images {
             let (x, note) = load_image(path, res, tok.cfg.preprocess, &device)?;
             if let Some(n) = note {
                 pb.suspend(|| eprintln!("note: {n}"));
@@ -196,13 +208,13 @@ impl EncodeArgs {
             pb.inc(1);
         }
         pb.finish_and_clear();
-        file.save(&self.output, &out)?;
+        file.save(&self.job.output, &out)?;
         println!(
             "wrote {} images × K={} tokens (L={}) to {}",
             file.indices.len(),
             file.indices[0].len(),
             file.group[0].len(),
-            self.output.display()
+            self.job.output.display()
         );
         Ok(())
     }

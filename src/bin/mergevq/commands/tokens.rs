@@ -1,5 +1,6 @@
 //! `extract-tokens`: a data set tokenized once for AR training (`TokenSet::extract`).
 use super::large::LargeArgs;
+use super::tokenize::TrainedArgs;
 use crate::progress;
 use anyhow::Result;
 use mergevq::io::data;
@@ -16,10 +17,8 @@ use std::path::{Path, PathBuf};
 #[derive(clap::Args)]
 pub struct ExtractTokensArgs {
     /// Tokenizer weights.
-    #[arg(long)]
-    tokenizer: PathBuf,
-    #[arg(long)]
-    config: PathBuf,
+    #[command(flatten)]
+    model: TrainedArgs,
     /// An image folder (class sub-folders), or fashion-mnist[:train|test].
     #[arg(long)]
     data: String,
@@ -39,11 +38,11 @@ pub struct ExtractTokensArgs {
 
 impl ExtractTokensArgs {
     pub fn run(self) -> Result<()> {
-        let out = Outputs::new([&self.tokenizer, &self.config, Path::new(&self.data)]);
+        let out = Outputs::new([&self.model.tokenizer, &self.model.config, Path::new(&self.data)]);
         out.check(&self.output, Format::Safetensors(TokenSet::MARKER))?;
-        let cfg = TokenizerConfig::load(&self.config)?;
+        let cfg = TokenizerConfig::load(&self.model.config)?;
         self.large.tokenizer(&cfg, 1, Use::Inference)?;
-        let tok = Tokenizer::open(&cfg, &self.tokenizer, false, &mergevq::device())?;
+        let tok = Tokenizer::open(&cfg, &self.model.tokenizer, false, &mergevq::device())?;
         let source = data::open(&self.data)?;
         let n = self.limit.unwrap_or(usize::MAX).min(source.len());
         let pb = progress::bar(n as u64, "extract-tokens");

@@ -8,9 +8,11 @@ use mergevq::train::run_dir::Start;
 use mergevq::train::tokenizer::Trainer;
 use std::path::PathBuf;
 
-/// How a run starts in a run.out_dir.
+/// A training config and how its run starts in run.out_dir.
 #[derive(clap::Args)]
-pub struct StartArgs {
+pub struct RunArgs {
+    #[arg(long)]
+    config: PathBuf,
     /// Continue the run in run.out_dir from its checkpoint.
     #[arg(long, conflicts_with = "force")]
     resume: bool,
@@ -20,7 +22,7 @@ pub struct StartArgs {
     force: bool,
 }
 
-impl StartArgs {
+impl RunArgs {
     fn start(&self) -> Start {
         match (self.resume, self.force) {
             (true, _) => Start::Resume,
@@ -33,20 +35,18 @@ impl StartArgs {
 /// `mergevq train-tokenizer`.
 #[derive(clap::Args)]
 pub struct TrainTokenizerArgs {
-    #[arg(long)]
-    config: PathBuf,
     #[command(flatten)]
-    start: StartArgs,
+    run: RunArgs,
     #[command(flatten)]
     large: LargeArgs,
 }
 
 impl TrainTokenizerArgs {
     pub fn run(self) -> Result<()> {
-        let cfg = TrainConfig::load(&self.config)?;
+        let cfg = TrainConfig::load(&self.run.config)?;
         self.large.tokenizer(&cfg.tokenizer, cfg.data.batch_size, Use::Training)?;
-        let mut t = Trainer::new(cfg, self.start.start())?;
-        if self.start.resume {
+        let mut t = Trainer::new(cfg, self.run.start())?;
+        if self.run.resume {
             println!("resuming at step {}", t.step);
         }
         let s = t.run()?;
@@ -64,20 +64,18 @@ impl TrainTokenizerArgs {
 /// `mergevq train-ar`.
 #[derive(clap::Args)]
 pub struct TrainArArgs {
-    #[arg(long)]
-    config: PathBuf,
     #[command(flatten)]
-    start: StartArgs,
+    run: RunArgs,
     #[command(flatten)]
     large: LargeArgs,
 }
 
 impl TrainArArgs {
     pub fn run(self) -> Result<()> {
-        let cfg = ArConfig::load(&self.config)?;
+        let cfg = ArConfig::load(&self.run.config)?;
         self.large.check(cfg.gpt.memory(cfg.batch_size, Use::Training))?;
-        let mut t = ArTrainer::new(cfg, self.start.start())?;
-        if self.start.resume {
+        let mut t = ArTrainer::new(cfg, self.run.start())?;
+        if self.run.resume {
             println!("resuming at step {}", t.step);
         }
         let s = t.run()?;

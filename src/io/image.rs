@@ -1,4 +1,5 @@
 //! Images in and out: decode PNG/JPEG into [-1, 1] tensors, write PNGs, draw merge maps.
+use crate::io::guard::guarded_decode;
 use anyhow::{anyhow, bail, Context, Result};
 use burn::prelude::*;
 use image::{imageops::FilterType, RgbImage};
@@ -10,12 +11,7 @@ pub fn load_image(path: &Path, resolution: usize, device: &Device) -> Result<(Te
     if !path.exists() {
         bail!("image {} does not exist", path.display());
     }
-    let img = image::ImageReader::open(path)
-        .with_context(|| format!("cannot open {}", path.display()))?
-        .with_guessed_format()?
-        .decode()
-        .map_err(|e| anyhow!("{} is not a readable image: {e}", path.display()))?
-        .to_rgb8();
+    let img = decode_image(path)?;
     let (w, h) = img.dimensions();
     let r = resolution as u32;
     let (img, note) = if w == r && h == r {
@@ -29,6 +25,25 @@ pub fn load_image(path: &Path, resolution: usize, device: &Device) -> Result<(Te
     Ok((rgb_to_tensor(&img, device), note))
 }
 
+/// Decodes the PNG or JPEG file `path` (format from its bytes) as RGB: the one place images
+/// are decoded. The decoder runs under the `image` crate's memory limits and behind
+/// [`guarded_decode`], so hostile bytes give an error naming the file, never a panic.
+pub fn decode_image(path: &Path) -> Result<RgbImage> {
+    let img = guarded_decode(path, || {
+        image::ImageReader::open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?
+            .with_guessed_format()
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .decode()
+            .map_err(|e| anyhow!("{} is not a readable image: {e}", path.display()))
+    })?
+    .to_rgb8();
+    if img.width() == 0 || img.height() == 0 {
+        bail!("{} is an empty ({}×{}) image", path.display(), img.width(), img.height());
+    }
+    Ok(img)
+}
+
 /// Resizes the shorter side to `r` and centre-crops to r×r.
 pub fn resize_crop(img: &RgbImage, r: u32) -> RgbImage {
     let resized = resize_shorter(img, r, FilterType::CatmullRom);
@@ -36,10 +51,23 @@ pub fn resize_crop(img: &RgbImage, r: u32) -> RgbImage {
     image::imageops::crop_imm(&resized, (nw - r) / 2, (nh - r) / 2, r, r).to_image()
 }
 
-/// Resizes so that the shorter side is `r` (both sides ≥ r), keeping the aspect ratio.
+/// The longest aspect ratio resized whole: a longer image first loses the ends of its long
+/// side, so that a 1×60000 strip cannot ask for a 256×15 million pixel resize.
+pub const MAX_ASPECT: u32 = 8;
+
+/// Resizes so that the shorter side is `r` (both sides ≥ r), keeping the aspect ratio. An
+/// image longer than [`MAX_ASPECT`] times its width (or the other way round) is first
+/// centre-cropped to that ratio.
 pub fn resize_shorter(img: &RgbImage, r: u32, filter: FilterType) -> RgbImage {
     let (w, h) = img.dimensions();
-    let s = r as f64 / w.min(h) as f64;
+    let short = w.min(h).max(1);
+    let cap = short.saturating_mul(MAX_ASPECT);
+    if w.max(h) > cap {
+        let (cw, ch) = (w.min(cap), h.min(cap));
+        let cropped = image::imageops::crop_imm(img, (w - cw) / 2, (h - ch) / 2, cw, ch).to_image();
+        return resize_shorter(&cropped, r, filter);
+    }
+    let s = r as f64 / short as f64;
     let (nw, nh) = (((w as f64 * s).round() as u32).max(r), ((h as f64 * s).round() as u32).max(r));
     if (nw, nh) == (w, h) {
         img.clone()

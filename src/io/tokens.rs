@@ -2,6 +2,8 @@
 //! `group` [B, L] (int64), and the codebook size and resolution in the metadata; and the token
 //! set `extract-tokens` writes for AR training.
 use crate::io::data::{Augment, Loader, Source};
+use crate::io::safetensors::parse;
+use crate::io::token_tables::{below, candidates, codes_fit, column, number, rows, MAX_BITS};
 use crate::tokenizer::tome::KeepPlan;
 use crate::tokenizer::Tokenizer;
 use anyhow::{anyhow, bail, Context, Result};
@@ -43,30 +45,24 @@ impl TokensFile {
         crate::io::atomic::atomic_write(path, &safetensors::serialize(views, Some(meta))?)
     }
 
+    /// Reads a tokens file [`save`](Self::save) wrote, checked: B ≥ 1 images, K ≥ 1 codes of
+    /// `bits` bits and L group entries (each a kept token 0..K) per image.
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read tokens file {}", path.display()))?;
         let bad = |why: String| anyhow!("{} is not a mergevq tokens file: {why}", path.display());
-        let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
-        let meta = meta.metadata().clone().unwrap_or_default();
-        let num = |k: &str| -> Result<usize> {
-            meta.get(k).and_then(|v| v.parse().ok()).ok_or_else(|| bad(format!("no `{k}` in metadata")))
-        };
-        let rows = |name: &str| -> Result<Vec<Vec<i64>>> {
-            let t = st.tensor(name).map_err(|_| bad(format!("no `{name}` tensor")))?;
-            if t.dtype() != Dtype::I64 || t.shape().len() != 2 {
-                bail!(bad(format!("`{name}` must be a 2-d int64 tensor")));
-            }
-            let v: Vec<i64> = t.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
-            Ok(v.chunks(t.shape()[1].max(1)).map(|c| c.to_vec()).collect())
-        };
-        let indices = rows("indices")?;
-        let group: Vec<Vec<usize>> =
-            rows("group")?.into_iter().map(|r| r.into_iter().map(|v| v.max(0) as usize).collect()).collect();
-        if indices.len() != group.len() || indices.is_empty() {
-            bail!(bad("indices and group disagree on the number of images".into()));
+        let (st, meta) = parse(&bytes).map_err(|e| bad(e.to_string()))?;
+        let bits = number(&meta, "bits", 1, MAX_BITS).map_err(bad)?;
+        let resolution = number(&meta, "resolution", 1, usize::MAX).map_err(bad)?;
+        let indices = rows(&st, "indices", None).map_err(bad)?;
+        if indices.is_empty() {
+            return Err(bad("it holds no images".into()));
         }
-        Ok(Self { bits: num("bits")?, resolution: num("resolution")?, indices, group })
+        codes_fit(&indices, bits, "code").map_err(bad)?;
+        let k = indices[0].len();
+        let group = rows(&st, "group", Some(indices.len()))
+            .and_then(|g| g.iter().map(|r| below(r, k, "group entry")).collect())
+            .map_err(bad)?;
+        Ok(Self { bits, resolution, indices, group })
     }
 }
 
@@ -196,45 +192,41 @@ impl TokenSet {
         crate::io::atomic::atomic_write(path, &safetensors::serialize(views, Some(meta))?)
     }
 
+    /// Reads a token set [`save`](Self::save) wrote, checked: N images of L codes of `bits`
+    /// bits, their group maps (each entry a kept token 0..K), K among the candidates and
+    /// labels 0..classes.
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read tokens {}", path.display()))?;
         let bad = |why: String| anyhow!("{} is not a mergevq token set (from extract-tokens): {why}", path.display());
-        let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
-        let meta = meta.metadata().clone().unwrap_or_default();
+        let (st, meta) = parse(&bytes).map_err(|e| bad(e.to_string()))?;
         if meta.get("format").map(|s| s.as_str()) != Some("mergevq-tokenset-1") {
             bail!(bad("missing format tag".into()));
         }
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
-        let get = |name: &str| -> Result<(Vec<i64>, Vec<usize>)> {
-            let t = st.tensor(name).map_err(|_| bad(format!("no `{name}`")))?;
-            if t.dtype() != Dtype::I64 {
-                bail!(bad(format!("`{name}` must be int64")));
-            }
-            Ok((
-                t.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect(),
-                t.shape().to_vec(),
-            ))
-        };
-        let (codes, shape) = get("codes")?;
-        let (group, _) = get("group")?;
-        let (keep, _) = get("keep")?;
-        let (labels, _) = get("labels")?;
-        let l = shape.get(1).copied().unwrap_or(0).max(1);
-        let num = |k: &str| -> Result<usize> {
-            meta.get(k).and_then(|v| v.parse().ok()).ok_or_else(|| bad(format!("no `{k}`")))
-        };
-        Ok(Self {
-            bits: num("bits")?,
-            classes: num("classes")?,
-            candidates: meta
-                .get("candidates")
-                .map(|c| c.split(',').filter_map(|v| v.parse().ok()).collect())
-                .unwrap_or_default(),
-            codes: codes.chunks(l).map(|c| c.to_vec()).collect(),
-            group: group.chunks(l).map(|c| c.iter().map(|&g| g as usize).collect()).collect(),
-            keep: keep.into_iter().map(|k| k as usize).collect(),
-            labels: labels.into_iter().map(|k| k as usize).collect(),
-        })
+        Self::read_tables(&st, &meta).map_err(bad)
+    }
+
+    /// The tables and metadata of a token set, checked against each other.
+    fn read_tables(st: &SafeTensors, meta: &HashMap<String, String>) -> Result<Self, String> {
+        let (bits, classes) = (number(meta, "bits", 1, MAX_BITS)?, number(meta, "classes", 1, usize::MAX)?);
+        let candidates = candidates(meta)?;
+        let codes = rows(st, "codes", None)?;
+        codes_fit(&codes, bits, "code")?;
+        let n = codes.len();
+        let labels = below(&column(st, "labels", n)?, classes, "label")?;
+        let keep = column(st, "keep", n)?;
+        let keep: Vec<usize> = below(&keep, usize::MAX, "kept count")?;
+        if let Some(k) = keep.iter().find(|k| !candidates.contains(k)) {
+            return Err(format!("kept count {k} is not among the candidates {candidates:?}"));
+        }
+        let group = rows(st, "group", Some(n))?
+            .iter()
+            .zip(&keep)
+            .map(|(g, &k)| below(g, k, "group entry"))
+            .collect::<Result<Vec<_>, _>>()?;
+        if group.first().is_some_and(|g| g.len() != codes[0].len()) {
+            return Err(format!("`group` has {} columns, `codes` {}", group[0].len(), codes[0].len()));
+        }
+        Ok(Self { bits, candidates, codes, group, keep, labels, classes })
     }
 }
 

@@ -10,7 +10,7 @@ use mergevq::ar::generator::Generator;
 use mergevq::ar::sample::{generate, SampleOpts};
 use mergevq::eval::metrics::{psnr, ssim};
 use mergevq::io::data::Augment;
-use mergevq::io::image::{merge_map, rgb_to_tensor, save_png, tensor_to_rgb};
+use mergevq::io::image::{decode_image, merge_map, rgb_to_tensor, save_png, tensor_to_rgb};
 use mergevq::tokenizer::config::TokenizerConfig;
 use mergevq::tokenizer::tome::KeepPlan;
 use mergevq::tokenizer::Tokenizer;
@@ -117,8 +117,8 @@ fn test_images(res: usize, device: &Device) -> Result<Vec<Tensor<4>>> {
     files
         .iter()
         .map(|f| {
-            let img = image::open(f).map_err(|e| anyhow!("bundled image {} is unreadable: {e}", f.display()))?;
-            Ok(rgb_to_tensor(&aug.apply(&img.to_rgb8(), &mut rng), device))
+            let img = decode_image(f).context("a bundled image is unreadable")?;
+            Ok(rgb_to_tensor(&aug.apply(&img, &mut rng), device))
         })
         .collect()
 }

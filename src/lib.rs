@@ -11,7 +11,7 @@
 //! let device = mergevq::device();
 //! let cfg = TokenizerConfig::load(Path::new("assets/demo/tokenizer.toml"))?;
 //! let tok = Tokenizer::open(&cfg, Path::new("assets/demo/tokenizer.safetensors"), false, &device)?;
-//! let (image, _note) = load_image(Path::new("assets/demo/images/0_00019.png"), 32, &device)?;
+//! let (image, _note) = load_image(Path::new("assets/demo/images/0_00019.png"), 32, cfg.preprocess, &device)?;
 //! let plan = tok.keep(16)?; // keep K = 16 of the L = 64 tokens
 //! let tokens = tok.encode(image, &plan)?;
 //! assert_eq!((tokens.indices.len(), tokens.group[0].len()), (16, 64));
@@ -27,6 +27,7 @@ pub mod ar;
 pub mod eval;
 pub mod io;
 pub mod loss;
+pub mod memory;
 pub mod nn;
 pub mod parity;
 pub mod tokenizer;

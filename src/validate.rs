@@ -10,31 +10,56 @@ use std::path::Path;
 /// sizes stay far from overflow.
 pub const MAX_SIZE: usize = 1 << 30;
 
-/// The allowed values of a real option: `lo`..=`hi`, the lower end excluded when `open_lo`.
+/// The allowed values of a real option: `lo`..=`hi`, the lower end excluded when `open_lo`,
+/// the upper when `open_hi`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct FloatRange {
     pub lo: f64,
     pub hi: f64,
     pub open_lo: bool,
+    pub open_hi: bool,
 }
 
 impl FloatRange {
     /// Any finite number.
-    pub const FINITE: Self = Self { lo: f64::MIN, hi: f64::MAX, open_lo: false };
+    pub const FINITE: Self = Self::closed(f64::MIN, f64::MAX);
     /// A probability that keeps something: (0, 1].
-    pub const PROBABILITY: Self = Self { lo: 0.0, hi: 1.0, open_lo: true };
+    pub const PROBABILITY: Self = Self::positive_to(1.0);
     /// A positive finite number.
-    pub const POSITIVE: Self = Self { lo: 0.0, hi: f64::MAX, open_lo: true };
+    pub const POSITIVE: Self = Self::positive_to(f64::MAX);
+
+    /// [lo, hi].
+    pub const fn closed(lo: f64, hi: f64) -> Self {
+        Self { lo, hi, open_lo: false, open_hi: false }
+    }
+
+    /// (0, hi].
+    pub const fn positive_to(hi: f64) -> Self {
+        Self { lo: 0.0, hi, open_lo: true, open_hi: false }
+    }
+
+    /// [lo, hi): decay rates, betas, fractions.
+    pub const fn below(lo: f64, hi: f64) -> Self {
+        Self { lo, hi, open_lo: false, open_hi: true }
+    }
 
     fn contains(&self, v: f64) -> bool {
-        v.is_finite() && v <= self.hi && (v > self.lo || (!self.open_lo && v == self.lo))
+        v.is_finite()
+            && (v < self.hi || (!self.open_hi && v == self.hi))
+            && (v > self.lo || (!self.open_lo && v == self.lo))
     }
 
     fn describe(&self) -> String {
         match (self.lo == f64::MIN, self.hi == f64::MAX) {
             (true, true) => "a finite number".into(),
             (false, true) => format!("a finite number {} {}", if self.open_lo { ">" } else { "≥" }, self.lo),
-            _ => format!("a number in {}{}, {}]", if self.open_lo { "(" } else { "[" }, self.lo, self.hi),
+            _ => format!(
+                "a number in {}{}, {}{}",
+                if self.open_lo { "(" } else { "[" },
+                self.lo,
+                self.hi,
+                if self.open_hi { ")" } else { "]" }
+            ),
         }
     }
 }
@@ -125,5 +150,8 @@ mod tests {
         assert_eq!(float_in(FloatRange::PROBABILITY)("1"), Ok(1.0));
         assert_eq!(float_in(FloatRange::FINITE)("-3"), Ok(-3.0));
         assert!(float_in(FloatRange::POSITIVE)("0").unwrap_err().contains("> 0"));
+        let e = check_float("optim.ema", 1.0, FloatRange::below(0.0, 1.0)).unwrap_err().to_string();
+        assert_eq!(e, "optim.ema must be a number in [0, 1), got 1");
+        assert!(check_float("w", f64::NAN, FloatRange::closed(0.0, 1.0)).is_err());
     }
 }

@@ -2,7 +2,7 @@
 //! errors for unknown classes, K outside the candidates and tokens from another tokenizer.
 mod common;
 
-use common::{assert_clean_error, ok, root, run, tiny_tokenizer, tmp};
+use common::{assert_clean_error, ok, root, run, run_with, tiny_tokenizer, tmp};
 use std::path::{Path, PathBuf};
 
 fn ar_config(dir: &Path, tokens: &Path, mode: &str, merge_tokens: usize) -> PathBuf {
@@ -88,16 +88,16 @@ fn extract_train_generate() {
     let mc = d.join("mergear.toml");
     let gw = d.join("run_mergear/gpt_ema.safetensors");
     let grid = d.join("grid.png");
-    let s = ok(run(&[
-        "generate",
-        "--ar",
+    let (gw, mc, w, cfg, grid_s) = (
         gw.to_str().unwrap(),
-        "--ar-config",
         mc.to_str().unwrap(),
-        "--tokenizer",
         w.to_str().unwrap(),
-        "--config",
         cfg.to_str().unwrap(),
+        grid.to_str().unwrap(),
+    );
+    let generate =
+        |args: &[&str]| run_with(&["generate", "--ar", gw, "--ar-config", mc, "--tokenizer", w, "--config", cfg], args);
+    let s = ok(generate(&[
         "--class",
         "3",
         "--num",
@@ -110,32 +110,13 @@ fn extract_train_generate() {
         "--top-k",
         "50",
         "-o",
-        grid.to_str().unwrap(),
+        grid_s,
     ]));
     assert!(s.contains("tokens/s") && s.contains("peak KV-cache entries"), "{s}");
     assert_eq!(image::open(&grid).unwrap().width(), 64);
 
-    let gen = |extra: &[&str]| {
-        let mut a = vec![
-            "generate",
-            "--ar",
-            gw.to_str().unwrap(),
-            "--ar-config",
-            mc.to_str().unwrap(),
-            "--tokenizer",
-            w.to_str().unwrap(),
-            "--config",
-            cfg.to_str().unwrap(),
-            "--num",
-            "1",
-            "-o",
-            grid.to_str().unwrap(),
-        ];
-        a.extend_from_slice(extra);
-        run(&a)
-    };
-    assert_clean_error(&gen(&["--class", "12"]), "class 12");
-    assert_clean_error(&gen(&["--keep", "30"]), "K=30");
+    assert_clean_error(&generate(&["--num", "1", "-o", grid_s, "--class", "12"]), "class 12");
+    assert_clean_error(&generate(&["--num", "1", "-o", grid_s, "--keep", "30"]), "K=30");
     // A token set from a tokenizer with another codebook.
     let other = d.join("other.safetensors");
     let mut bad = set.clone();

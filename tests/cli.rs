@@ -2,7 +2,7 @@
 //! clear error line and a non-zero exit, never a panic.
 mod common;
 
-use common::{assert_clean_error, golden_dir, root, run, tiny_tokenizer, tmp};
+use common::{assert_clean_error, golden_dir, root, run, run_with, tiny_tokenizer, tmp};
 use std::path::Path;
 use std::process::Command;
 
@@ -22,17 +22,8 @@ fn reconstruct_encode_decode_round_trip() {
     write_image(&img, 32, 32);
     let big = d.join("b.png");
     write_image(&big, 50, 40);
-    let out = run(&[
-        "reconstruct",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--weights",
-        w.to_str().unwrap(),
-        img.to_str().unwrap(),
-        big.to_str().unwrap(),
-        "-o",
-        d.join("rec").to_str().unwrap(),
-    ]);
+    let (cfg, w, img, big) = (cfg.to_str().unwrap(), w.to_str().unwrap(), img.to_str().unwrap(), big.to_str().unwrap());
+    let out = run(&["reconstruct", "--config", cfg, "--weights", w, img, big, "-o", d.join("rec").to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -43,46 +34,20 @@ fn reconstruct_encode_decode_round_trip() {
         assert_eq!((im.width(), im.height()), (32, 32), "{f}");
     }
     // --keep changes K.
-    let out = run(&[
-        "reconstruct",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--weights",
-        w.to_str().unwrap(),
-        "--keep",
-        "49",
-        img.to_str().unwrap(),
-        "-o",
-        d.join("rec49").to_str().unwrap(),
-    ]);
+    let rec49 = d.join("rec49");
+    let out =
+        run(&["reconstruct", "--config", cfg, "--weights", w, "--keep", "49", img, "-o", rec49.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("K=49"));
 
     let tokens = d.join("t.safetensors");
-    let out = run(&[
-        "encode",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--weights",
-        w.to_str().unwrap(),
-        img.to_str().unwrap(),
-        "-o",
-        tokens.to_str().unwrap(),
-    ]);
+    let out = run(&["encode", "--config", cfg, "--weights", w, img, "-o", tokens.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let file = mergevq::io::tokens::TokensFile::load(&tokens).unwrap();
     assert_eq!(file.indices[0].len(), 36);
     assert_eq!(file.group[0].len(), 64);
     assert!(file.group[0].iter().all(|&g| g < 36));
-    let out = run(&[
-        "decode",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--weights",
-        w.to_str().unwrap(),
-        tokens.to_str().unwrap(),
-        "-o",
-        d.join("dec").to_str().unwrap(),
-    ]);
+    let dec = d.join("dec");
+    let out = run(&["decode", "--config", cfg, "--weights", w, tokens.to_str().unwrap(), "-o", dec.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // Decoding the tokens gives the same image as reconstruct did.
     let a = image::open(d.join("dec/0.png")).unwrap().to_rgb8();
@@ -117,34 +82,18 @@ fn bad_inputs_give_one_clear_error() {
     let img = d.join("ok.png");
     write_image(&img, 32, 32);
     let img_s = img.to_str().unwrap();
+    let none_w = d.join("none.safetensors");
     assert_clean_error(
-        &run(&[
-            "reconstruct",
-            "--config",
-            cfg_s,
-            "--weights",
-            d.join("none.safetensors").to_str().unwrap(),
-            img_s,
-            "-o",
-            o,
-        ]),
+        &run(&["reconstruct", "--config", cfg_s, "--weights", none_w.to_str().unwrap(), img_s, "-o", o]),
         "cannot open weights",
     );
     assert_clean_error(
         &run(&["reconstruct", "--config", d.join("none.toml").to_str().unwrap(), "--weights", w_s, img_s, "-o", o]),
         "cannot read config",
     );
+    let unknown = root().join("tests/data/unknown_field.yaml");
     assert_clean_error(
-        &run(&[
-            "reconstruct",
-            "--config",
-            root().join("tests/data/unknown_field.yaml").to_str().unwrap(),
-            "--weights",
-            w_s,
-            img_s,
-            "-o",
-            o,
-        ]),
+        &run(&["reconstruct", "--config", unknown.to_str().unwrap(), "--weights", w_s, img_s, "-o", o]),
         "mystery_knob",
     );
     assert_clean_error(
@@ -209,50 +158,22 @@ fn lightning_checkpoints_load_with_and_without_ema() {
     let cfg = root().join("configs/tiny_32.toml");
     let img = d.join("a.png");
     write_image(&img, 32, 32);
+    let (cfg, img, o) = (cfg.to_str().unwrap(), img.to_str().unwrap(), d.to_str().unwrap());
+    let reconstruct = |weights: &Path, extra: &[&str]| {
+        run_with(&["reconstruct", "--config", cfg, "--weights", weights.to_str().unwrap(), img, "-o", o], extra)
+    };
     let psnr = |weights: &Path, ema: bool| -> String {
-        let mut args = vec![
-            "reconstruct",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--weights",
-            weights.to_str().unwrap(),
-            img.to_str().unwrap(),
-            "-o",
-            d.to_str().unwrap(),
-        ];
-        if ema {
-            args.push("--ema");
-        }
-        let out = run(&args);
+        let out = reconstruct(weights, if ema { &["--ema"] } else { &[] });
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).lines().next().unwrap().split("PSNR=").nth(1).unwrap().to_string()
     };
     let reference = psnr(&w, false);
     assert_eq!(psnr(&ckpt, true), reference, "EMA weights of the checkpoint are the saved weights");
     assert_ne!(psnr(&ckpt, false), reference, "the regular weights were scaled by 0.5");
-    let out = run(&[
-        "reconstruct",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--weights",
-        bad.to_str().unwrap(),
-        img.to_str().unwrap(),
-        "-o",
-        d.to_str().unwrap(),
-    ]);
+    let out = reconstruct(&bad, &[]);
     assert_clean_error(&out, "decoder.conv_in.weight");
     assert_clean_error(
-        &run(&[
-            "reconstruct",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--weights",
-            w.to_str().unwrap(),
-            "--ema",
-            img.to_str().unwrap(),
-            "-o",
-            d.to_str().unwrap(),
-        ]),
+        &run(&["reconstruct", "--config", cfg, "--weights", w.to_str().unwrap(), "--ema", img, "-o", o]),
         "--ema",
     );
     std::fs::remove_dir_all(&d).ok();

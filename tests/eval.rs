@@ -3,6 +3,7 @@ mod common;
 
 use common::{ok, run, tiny_tokenizer, tmp};
 use std::path::Path;
+use std::process::Output;
 
 #[test]
 fn eval_recon_and_probe() {
@@ -50,47 +51,41 @@ fn eval_recon_and_probe() {
     let grid = image::open(out.join("reconstructions.png")).unwrap();
     assert_eq!((grid.width(), grid.height()), (8 * 32, 7 * 32));
 
-    let s = ok(run(&[
-        "probe",
-        "--tokenizer",
-        w.to_str().unwrap(),
-        "--config",
-        "configs/tiny_32.toml",
-        "--train",
-        "fashion-mnist:train",
-        "--val",
-        "fashion-mnist:test",
-        "--num-train",
-        "200",
-        "--num-val",
-        "50",
-        "--epochs",
-        "5",
-        "--cache",
-        d.join("cache.safetensors").to_str().unwrap(),
-    ]));
+    // The same probe twice: the second run reads the features cached by the first.
+    let cache = d.join("cache.safetensors");
+    let probe = || {
+        ok(run(&[
+            "probe",
+            "--tokenizer",
+            w.to_str().unwrap(),
+            "--config",
+            "configs/tiny_32.toml",
+            "--train",
+            "fashion-mnist:train",
+            "--val",
+            "fashion-mnist:test",
+            "--num-train",
+            "200",
+            "--num-val",
+            "50",
+            "--epochs",
+            "5",
+            "--cache",
+            cache.to_str().unwrap(),
+        ]))
+    };
+    let s = probe();
     assert!(s.contains("linear probe top-1") && s.contains("(200 train, 50 val, 10 classes)"), "{s}");
-    let s = ok(run(&[
-        "probe",
-        "--tokenizer",
-        w.to_str().unwrap(),
-        "--config",
-        "configs/tiny_32.toml",
-        "--train",
-        "fashion-mnist:train",
-        "--val",
-        "fashion-mnist:test",
-        "--num-train",
-        "200",
-        "--num-val",
-        "50",
-        "--epochs",
-        "5",
-        "--cache",
-        d.join("cache.safetensors").to_str().unwrap(),
-    ]));
+    let s = probe();
     assert!(s.contains("using cached features"), "{s}");
     std::fs::remove_dir_all(&d).ok();
+}
+
+/// `eval-gen` of the images in `samples` against `reference` (a folder or saved statistics),
+/// with `extra` options, writing to `out`.
+fn eval_gen(samples: &Path, reference: &Path, extra: &[&str], out: &Path) -> Output {
+    let (s, r, o) = (samples.to_str().unwrap(), reference.to_str().unwrap(), out.to_str().unwrap());
+    run(&[&["eval-gen", "--samples", s, "--reference", r][..], extra, &["-o", o]].concat())
 }
 
 fn write_set(dir: &Path, n: usize, f: impl Fn(usize, u32, u32) -> [u8; 3], size: u32) {
@@ -128,41 +123,15 @@ fn fid_network_on_real_images() {
     let gfid =
         |s: &str| -> f64 { s.split("gFID ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap() };
     let kid = |s: &str| -> f64 { s.split("KID ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap() };
-    let s_real = ok(run(&[
-        "eval-gen",
-        "--samples",
-        d.join("b").to_str().unwrap(),
-        "--reference",
-        d.join("a").to_str().unwrap(),
-        "--save-stats",
-        stats.to_str().unwrap(),
-        "-o",
-        d.join("r1").to_str().unwrap(),
-    ]));
-    let s_noise = ok(run(&[
-        "eval-gen",
-        "--samples",
-        d.join("noise").to_str().unwrap(),
-        "--reference",
-        stats.to_str().unwrap(),
-        "-o",
-        d.join("r2").to_str().unwrap(),
-    ]));
+    let s_real = ok(eval_gen(&d.join("b"), &d.join("a"), &["--save-stats", stats.to_str().unwrap()], &d.join("r1")));
+    let s_noise = ok(eval_gen(&d.join("noise"), &stats, &[], &d.join("r2")));
     let (real, noise) = (gfid(&s_real), gfid(&s_noise));
     // 8 images per set: FID's covariance term is large for any pair, yet noise is still
     // more than twice as far, and KID (unbiased) separates them clearly.
     assert!(real * 2.0 < noise, "FID(real, real) {real} should be far below FID(noise, real) {noise}");
     assert!(kid(&s_real) * 5.0 < kid(&s_noise), "KID {} vs {}", kid(&s_real), kid(&s_noise));
     // Reusing the saved statistics gives the same number.
-    let again = gfid(&ok(run(&[
-        "eval-gen",
-        "--samples",
-        d.join("b").to_str().unwrap(),
-        "--reference",
-        stats.to_str().unwrap(),
-        "-o",
-        d.join("r3").to_str().unwrap(),
-    ])));
+    let again = gfid(&ok(eval_gen(&d.join("b"), &stats, &[], &d.join("r3"))));
     assert!((again - real).abs() < 1e-3 * real.max(1.0), "{again} vs {real}");
     std::fs::remove_dir_all(&d).ok();
 }
@@ -173,29 +142,12 @@ fn eval_errors_are_clear() {
     write_set(&d.join("mixed"), 1, |_, _, _| [1, 2, 3], 20);
     write_set(&d.join("mixed2"), 1, |_, _, _| [1, 2, 3], 24);
     std::fs::rename(d.join("mixed2/0.png"), d.join("mixed/1.png")).unwrap();
-    let out = run(&[
-        "eval-gen",
-        "--samples",
-        d.join("mixed").to_str().unwrap(),
-        "--reference",
-        d.join("mixed").to_str().unwrap(),
-        "-o",
-        d.join("o").to_str().unwrap(),
-    ]);
+    let (mixed, o) = (d.join("mixed"), d.join("o"));
+    let out = eval_gen(&mixed, &mixed, &[], &o);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(err.contains("different sizes"), "{err}");
-    let out = run(&[
-        "eval-gen",
-        "--samples",
-        d.join("mixed").to_str().unwrap(),
-        "--reference",
-        d.join("mixed").to_str().unwrap(),
-        "--inception",
-        "/nonexistent/inception.safetensors",
-        "-o",
-        d.join("o").to_str().unwrap(),
-    ]);
+    let out = eval_gen(&mixed, &mixed, &["--inception", "/nonexistent/inception.safetensors"], &o);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("scripts/fetch-weights.sh") && !err.contains("panicked"), "{err}");
     std::fs::remove_dir_all(&d).ok();

@@ -44,6 +44,24 @@ fn lfq_entropy_equals_the_naive_formula() {
     }
 }
 
+/// The reference's sample_minimization_weight and batch_maximization_weight weight the two
+/// entropy terms: aux = w_sample·per_sample − w_batch·codebook; the tokenizer takes them from its config.
+#[test]
+fn lfq_entropy_weights_scale_the_two_terms() {
+    let device = mergevq::device();
+    let z = Tensor::<4>::random([2, 8, 3, 3], burn::tensor::Distribution::Normal(0.0, 0.02), &device);
+    let l = Lfq { entropy_weights: [2.0, 0.5], ..Lfq::new(8) }.losses(z);
+    let (ps, cb) = (scalar(l.per_sample_entropy), scalar(l.codebook_entropy));
+    assert!((scalar(l.entropy_aux) - (2.0 * ps - 0.5 * cb)).abs() < 1e-5);
+
+    let text = std::fs::read_to_string(common::root().join("configs/tiny_32.toml")).unwrap();
+    let text = text
+        .replace("embed_dim = 10", "embed_dim = 10\nsample_minimization_weight = 2.0\nbatch_maximization_weight = 0.5");
+    let cfg: mergevq::tokenizer::config::TokenizerConfig = toml::from_str(&text).unwrap();
+    let tok = mergevq::tokenizer::Tokenizer::init(&cfg, 0, &device).unwrap();
+    assert_eq!(tok.lfq().entropy_weights, [2.0, 0.5]);
+}
+
 /// The codebook entropy's gradient (a chunked analytic pass, nothing kept for backward) equals
 /// the autodiff gradient of the naive all-codes formula.
 #[test]
@@ -124,7 +142,8 @@ fn lpips_real_weights_rank_distances() {
     let net = mergevq::loss::lpips::Lpips::load(w.root()).unwrap();
     w.finish(&[]).unwrap();
     let photo = common::root().join("assets/rocket.jpg");
-    let (x, _) = mergevq::io::image::load_image(&photo, 64, &device).unwrap();
+    let (x, _) =
+        mergevq::io::image::load_image(&photo, 64, mergevq::io::preprocess::Preprocess::Resize, &device).unwrap();
     let noise = Tensor::<4>::random([1, 3, 64, 64], burn::tensor::Distribution::Normal(0.0, 0.02), &device);
     let flipped = x.clone().flip([3]);
     let d_same: f32 = net.forward(x.clone(), x.clone()).into_scalar();

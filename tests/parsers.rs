@@ -12,6 +12,7 @@ use anyhow::Result;
 use mergevq::io::ckpt::read_checkpoint;
 use mergevq::io::data::{ImageFolder, Source};
 use mergevq::io::image::{decode_image, load_image};
+use mergevq::io::preprocess::Preprocess;
 use mergevq::io::safetensors::{is_safetensors, read_safetensors, read_safetensors_typed, TypedTensor};
 use mergevq::io::tokens::{TokenSet, TokensFile};
 use mergevq::io::weights::HostTensor;
@@ -145,7 +146,7 @@ proptest! {
 fn images_parse(name: &str, b: &[u8]) -> Result<(), TestCaseError> {
     parses(name, b, decode_image, |img| assert!(img.width() > 0 && img.height() > 0))?;
     let device = mergevq::device();
-    parses(name, b, |p| load_image(p, 16, &device), |(t, _)| assert_eq!(t.dims(), [1, 3, 16, 16]))?;
+    parses(name, b, |p| load_image(p, 16, Preprocess::Resize, &device), |(t, _)| assert_eq!(t.dims(), [1, 3, 16, 16]))?;
     let folder = dir().join(format!("folder-{name}"));
     std::fs::create_dir_all(&folder).unwrap();
     parses(
@@ -166,7 +167,7 @@ fn valid_files_read_back() {
     };
     let st = read_safetensors(&read("ok.st", fixtures::safetensors_f32(d))).unwrap();
     assert_eq!(st["a"].shape, [2, 3]);
-    assert_eq!(TokensFile::load(&read("ok-tokens.st", fixtures::tokens_file(d))).unwrap().indices[0], [3, 15]);
+    assert_eq!(TokensFile::load(&read("ok-tokens.st", fixtures::tokens_file(d))).unwrap().indices[0], [3, 15, 0, 7]);
     assert_eq!(TokenSet::load(&read("ok-set.st", fixtures::token_set(d))).unwrap().keep, [2, 4, 2]);
     assert_eq!(Checkpoint::load(&read("ok-ckpt.st", fixtures::train_checkpoint(d))).unwrap().meta["step"], 7);
     let ckpt = fixtures::lightning_checkpoint(&[("enc.w", &[2, 3], vec![0.5; 6])], None);

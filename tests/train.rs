@@ -265,6 +265,6 @@ fn checkpoint_from_before_the_layout_change_resumes() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("resuming at step 2"));
     let steps: Vec<u64> = losses(&run).iter().map(|l| l["step"].as_u64().unwrap()).collect();
-    assert_eq!(steps, [2], "one more step after the two the old build ran");
+    assert_eq!(steps, [3], "step 3, after the old build's steps 1 and 2");
     assert!(run.join("tokenizer_ema.safetensors").exists());
 }

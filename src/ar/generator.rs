@@ -103,7 +103,11 @@ impl Generator {
     /// Loads the config at `config` and the weights at `weights`; an error names both files
     /// and the kind of model the config describes when the weights do not fit it.
     pub fn open(config: &Path, weights: &Path, device: &Device) -> Result<Self> {
-        let cfg = GeneratorConfig::load(config)?;
+        Self::with_config(GeneratorConfig::load(config)?, config, weights, device)
+    }
+
+    /// The weights at `weights` for `cfg`, already read from `config` (named in errors).
+    pub fn with_config(cfg: GeneratorConfig, config: &Path, weights: &Path, device: &Device) -> Result<Self> {
         let w = Weights::open(weights, false, device)?;
         let misfit = || {
             let (kind, n) = (cfg.kind(), cfg.gpt.merge_tokens);

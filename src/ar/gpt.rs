@@ -3,77 +3,13 @@
 //! embeddings and heads (the code splits into a low "pre" part and a high "post" part, predicted
 //! one after the other by small factorized blocks), a class token with a null class for CFG, and
 //! an optional merge-instruction token for MergeAR.
+pub use crate::ar::gpt_config::GptConfig;
 use crate::ar::kv_cache::{Attend, KvCache};
 use crate::io::{scope::Scope, weights::Init};
 use crate::nn::{attention, silu, Linear};
 use anyhow::{bail, Result};
 use burn::module::Param;
 use burn::prelude::*;
-use serde::{Deserialize, Serialize};
-
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct GptConfig {
-    /// Bits of the pre and post parts of a code (e.g. [4, 6] for 10-bit codes).
-    pub factorized_bits: [usize; 2],
-    /// Number of image tokens L (a square).
-    pub block_size: usize,
-    pub dim: usize,
-    pub n_head: usize,
-    pub spatial_n_layer: usize,
-    #[serde(default = "two")]
-    pub factorized_n_layer: usize,
-    pub class_num: usize,
-    /// Merge-instruction embeddings (one per kept-count candidate); 0 for plain AR.
-    #[serde(default)]
-    pub merge_tokens: usize,
-    #[serde(default = "multiple_of")]
-    pub multiple_of: usize,
-    #[serde(default = "rope_base")]
-    pub rope_base: f64,
-    /// Label dropout for classifier-free guidance (training).
-    #[serde(default = "token_drop")]
-    pub class_dropout: f64,
-}
-
-fn two() -> usize {
-    2
-}
-fn multiple_of() -> usize {
-    256
-}
-fn rope_base() -> f64 {
-    10000.0
-}
-fn token_drop() -> f64 {
-    0.1
-}
-
-impl GptConfig {
-    /// Tokens before the image tokens: [class] or [class][merge instruction].
-    pub fn prefix(&self) -> usize {
-        1 + (self.merge_tokens > 0) as usize
-    }
-
-    pub fn validate(&self) -> Result<()> {
-        let g = (self.block_size as f64).sqrt() as usize;
-        if g == 0 || g * g != self.block_size {
-            bail!("block_size {} is not a positive square", self.block_size);
-        }
-        let hd = self.dim.checked_div(self.n_head).unwrap_or(0);
-        if hd == 0 || hd * self.n_head != self.dim || !hd.is_multiple_of(4) {
-            bail!("dim {} must split into {} heads of a multiple of 4 (2-D RoPE)", self.dim, self.n_head);
-        }
-        if self.factorized_bits.iter().any(|&b| b == 0 || b > 20) {
-            bail!("factorized_bits {:?} must be 1..=20 each", self.factorized_bits);
-        }
-        Ok(())
-    }
-
-    pub fn bits(&self) -> usize {
-        self.factorized_bits[0] + self.factorized_bits[1]
-    }
-}
 
 #[derive(Module, Debug)]
 pub struct RmsNorm {
@@ -162,8 +98,7 @@ pub struct Block {
 impl Block {
     fn load(w: Scope, cfg: &GptConfig) -> Result<Self> {
         let d = cfg.dim;
-        // SwiGLU width: int(2·4d/3) rounded up to a multiple of `multiple_of`.
-        let hidden = (8 * d / 3).div_ceil(cfg.multiple_of) * cfg.multiple_of;
+        let hidden = cfg.hidden();
         let n = Init::Normal(0.02);
         Ok(Self {
             attention_norm: RmsNorm { weight: w.param("attention_norm.weight", [d], Init::Const(1.0))? },

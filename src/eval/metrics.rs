@@ -1,7 +1,26 @@
 //! Evaluation metrics: PSNR, SSIM, FID (Fréchet distance of Inception features), KID, and
 //! codebook usage / perplexity.
+use anyhow::{bail, Result};
 use image::RgbImage;
 use nalgebra::{DMatrix, DVector, SymmetricEigen};
+
+/// The fewest images FID and KID are computed from (a covariance needs two).
+pub const MIN_IMAGES: usize = 2;
+
+/// Below this many images (the Inception feature dimension) FID is strongly biased upwards and
+/// not comparable with published values, which use 10 000 or 50 000.
+pub const UNBIASED_IMAGES: usize = 2048;
+
+/// Checks `n` images are enough for the distribution metric `metric` (FID, KID): an error
+/// below [`MIN_IMAGES`], and a warning to show below [`UNBIASED_IMAGES`].
+pub fn check_sample_size(metric: &str, n: usize) -> Result<Option<String>> {
+    if n < MIN_IMAGES {
+        bail!("{metric} needs at least {MIN_IMAGES} images, got {n}");
+    }
+    Ok((n < UNBIASED_IMAGES).then(|| {
+        format!("{metric} from {n} images is biased upwards; use at least {UNBIASED_IMAGES} to compare with published values")
+    }))
+}
 
 /// PSNR in dB of two 8-bit images (data range 255).
 pub fn psnr(a: &RgbImage, b: &RgbImage) -> f64 {

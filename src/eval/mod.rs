@@ -6,8 +6,8 @@ pub mod plot;
 pub mod probe;
 
 use crate::eval::inception::{InceptionV3, InputRange};
-use crate::eval::metrics::{codebook_usage, frechet_distance, psnr, ssim, Stats};
-use crate::io::data::{Augment, Batch, Loader, Source};
+use crate::eval::metrics::{check_sample_size, codebook_usage, frechet_distance, psnr, ssim, Stats};
+use crate::io::data::{Batch, Loader, Source};
 use crate::io::image::{merge_map, save_png, tensor_to_rgb};
 use crate::io::weights::Weights;
 use crate::loss::lpips::Lpips;
@@ -21,6 +21,9 @@ use std::sync::Arc;
 
 pub const INCEPTION_WEIGHTS: &str = "weights/inception_fid.safetensors";
 pub const LPIPS_WEIGHTS: &str = "weights/lpips_vgg16.safetensors";
+
+/// The size of an InceptionV3 pool feature (what FID statistics are made of).
+pub const INCEPTION_DIM: usize = 2048;
 
 /// Opens a weights file that `scripts/fetch-weights.sh` provides, with a message naming it.
 fn fetched(path: &Path, what: &str, device: &Device) -> Result<Weights> {
@@ -99,8 +102,8 @@ fn inception_features(net: &InceptionV3, x: Tensor<4>) -> Vec<Vec<f32>> {
     (0..b).map(|i| v[i * d..(i + 1) * d].to_vec()).collect()
 }
 
-/// Reconstructs the first `n` images of `source` at every kept count in `keeps`; writes a
-/// PNG grid (inputs, then per K the reconstructions and merge maps of 8 images) to `grid`.
+/// Reconstructs the first `n` images of `source` at every kept count in `keeps` (rFID, when
+/// `inception` is given, needs at least two readable images); writes a PNG grid (inputs, then per K the reconstructions and merge maps of 8 images) to `grid`.
 #[allow(clippy::too_many_arguments)]
 pub fn eval_recon(
     tok: &Tokenizer,
@@ -115,15 +118,7 @@ pub fn eval_recon(
 ) -> Result<Vec<ReconReport>> {
     let device = tok.device();
     let res = tok.cfg.ddconfig.resolution;
-    let aug = Augment { resolution: res as u32, random_crop: false, flip: false, pad: true };
-    let loader = Loader {
-        source: source.clone(),
-        augment: aug.clone(),
-        strong: aug,
-        batch,
-        seed: 0,
-        skipped: Default::default(),
-    };
+    let loader = Loader::in_order(source.clone(), res as u32, tok.cfg.preprocess, batch);
     let n = n.min(source.len());
     let mut batches: Vec<Batch> =
         (0..n.div_ceil(batch)).map(|k| loader.batch_in_order(k)).filter(|b| b.size > 0).collect();
@@ -135,6 +130,9 @@ pub fn eval_recon(
         last.labels.truncate(keep);
         last.indices.truncate(keep);
         last.size = keep;
+    }
+    if inception.is_some() {
+        check_sample_size("rFID", batches.iter().map(|b| b.size).sum())?;
     }
     let tensor = |b: &Batch| Tensor::<4>::from_data(TensorData::new(b.images.clone(), [b.size, 3, res, res]), &device);
     let real_stats = inception.map(|net| {
@@ -290,10 +288,18 @@ pub fn load_stats(path: &Path) -> Result<(Stats, Vec<Vec<f32>>)> {
     let m = crate::io::safetensors::read_safetensors(path)?;
     let get = |k: &str| m.get(k).ok_or_else(|| anyhow!("{} has no `{k}` (not a mergevq stats file)", path.display()));
     let f = get("features")?;
-    let d = f.shape[1];
+    let (mu, sigma) = (get("mu")?, get("sigma")?);
+    let d = f.shape.get(1).copied().unwrap_or(0);
+    if f.shape.len() != 2 || d != INCEPTION_DIM || mu.shape != [d] || sigma.shape != [d, d] {
+        bail!(
+            "{} has features {:?}, mu {:?}, sigma {:?}, not [N, {INCEPTION_DIM}], [{INCEPTION_DIM}], [{INCEPTION_DIM}, {INCEPTION_DIM}]",
+            path.display(),
+            f.shape,
+            mu.shape,
+            sigma.shape
+        );
+    }
     let feats: Vec<Vec<f32>> = f.data.chunks(d).map(|c| c.to_vec()).collect();
-    let mu = get("mu")?;
-    let sigma = get("sigma")?;
     let s = Stats {
         mu: nalgebra::DVector::from_iterator(d, mu.data.iter().map(|&v| v as f64)),
         sigma: nalgebra::DMatrix::from_iterator(d, d, sigma.data.iter().map(|&v| v as f64)),

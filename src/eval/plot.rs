@@ -1,70 +1,145 @@
-//! Minimal line plots into PNGs (loss curves, rate–distortion): axes, grid lines and one
-//! polyline per series, each in its own colour; the legend goes into the caller's text output.
-use image::{Rgb, RgbImage};
+//! Line plots into PNGs (rate–distortion, loss curves) with plotters: labelled axes with ticks,
+//! a light grid, one line with point markers per series and a legend. Text is set in a subset of
+//! DejaVu Sans compiled into the binary (assets/fonts/, with its licence), so a plot renders the
+//! same on every machine, offline, with no system fonts.
+use anyhow::{anyhow, Result};
+use image::RgbImage;
+use plotters::prelude::*;
+use plotters::style::{register_font, FontStyle};
+use std::ops::Range;
+use std::sync::OnceLock;
+
+/// The bundled font (printable ASCII and a few symbols).
+const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans-subset.ttf");
+
+/// The font family name the bundled font is registered under.
+const FAMILY: &str = "sans-serif";
 
 pub const COLOURS: [[u8; 3]; 6] =
     [[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189], [140, 86, 75]];
 
-/// Plots series of (x, y) points on shared axes; returns the image.
-pub fn line_plot(series: &[Vec<(f64, f64)>], width: u32, height: u32) -> RgbImage {
-    let mut img = RgbImage::from_pixel(width, height, Rgb([255, 255, 255]));
-    let pts: Vec<&(f64, f64)> = series.iter().flatten().filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
-    if pts.is_empty() {
-        return img;
+/// One named line of (x, y) points; points with a non-finite coordinate are left out.
+#[derive(Clone, Debug)]
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A line plot: axis labels (with units) and its series.
+#[derive(Clone, Debug)]
+pub struct LinePlot {
+    pub x_label: String,
+    pub y_label: String,
+    pub series: Vec<Series>,
+}
+
+impl LinePlot {
+    /// An empty plot with these axis labels.
+    pub fn new(x_label: &str, y_label: &str) -> Self {
+        Self { x_label: x_label.into(), y_label: y_label.into(), series: vec![] }
     }
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for p in &pts {
-        x0 = x0.min(p.0);
-        x1 = x1.max(p.0);
-        y0 = y0.min(p.1);
-        y1 = y1.max(p.1);
+
+    /// Adds a series.
+    pub fn with(mut self, name: &str, points: Vec<(f64, f64)>) -> Self {
+        self.series.push(Series { name: name.into(), points });
+        self
     }
-    if x1 <= x0 {
-        x1 = x0 + 1.0;
-    }
-    if y1 <= y0 {
-        y1 = y0 + 1.0;
-    }
-    let m = 30.0;
-    let (w, h) = (width as f64 - 2.0 * m, height as f64 - 2.0 * m);
-    let to_px = |x: f64, y: f64| (m + (x - x0) / (x1 - x0) * w, m + (1.0 - (y - y0) / (y1 - y0)) * h);
-    for i in 0..=4 {
-        let gy = m + h * i as f64 / 4.0;
-        let gx = m + w * i as f64 / 4.0;
-        line(&mut img, (m, gy), (m + w, gy), [225, 225, 225]);
-        line(&mut img, (gx, m), (gx, m + h), [225, 225, 225]);
-    }
-    line(&mut img, (m, m + h), (m + w, m + h), [0, 0, 0]);
-    line(&mut img, (m, m), (m, m + h), [0, 0, 0]);
-    for (k, s) in series.iter().enumerate() {
-        let c = COLOURS[k % COLOURS.len()];
-        let p: Vec<(f64, f64)> =
-            s.iter().filter(|p| p.0.is_finite() && p.1.is_finite()).map(|p| to_px(p.0, p.1)).collect();
-        for pair in p.windows(2) {
-            line(&mut img, pair[0], pair[1], c);
+
+    /// Draws the plot into a `width`×`height` image (white background).
+    pub fn render(&self, width: u32, height: u32) -> Result<RgbImage> {
+        register_bundled_font()?;
+        let mut buf = vec![255u8; 3 * width as usize * height as usize];
+        {
+            let root = BitMapBackend::with_buffer(&mut buf, (width, height)).into_drawing_area();
+            self.draw(&root).map_err(|e| anyhow!("cannot draw the plot: {e}"))?;
+            root.present().map_err(|e| anyhow!("cannot draw the plot: {e}"))?;
         }
-        for &q in &p {
-            for dx in -1..=1 {
-                for dy in -1..=1 {
-                    put(&mut img, q.0 + dx as f64, q.1 + dy as f64, c);
-                }
+        RgbImage::from_raw(width, height, buf).ok_or_else(|| anyhow!("plot buffer has the wrong size"))
+    }
+
+    /// The finite points of every series.
+    fn finite(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
+        self.series.iter().flat_map(|s| s.points.iter().copied()).filter(|p| p.0.is_finite() && p.1.is_finite())
+    }
+
+    /// Axes, grid, series and legend.
+    fn draw(&self, root: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<()> {
+        let (xs, ys): (Vec<f64>, Vec<f64>) = self.finite().unzip();
+        let mut chart = ChartBuilder::on(root)
+            .margin(12)
+            .x_label_area_size(44)
+            .y_label_area_size(60)
+            .build_cartesian_2d(span(&xs, 0.05, 0.05), span(&ys, 0.08, 0.3))?;
+        chart
+            .configure_mesh()
+            .x_desc(self.x_label.as_str())
+            .y_desc(self.y_label.as_str())
+            .x_labels(8)
+            .y_labels(6)
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
+            .label_style((FAMILY, 13))
+            .axis_desc_style((FAMILY, 15))
+            .light_line_style(WHITE)
+            .bold_line_style(RGBColor(215, 215, 215))
+            .draw()?;
+        for (i, s) in self.series.iter().enumerate() {
+            let [r, g, b] = COLOURS[i % COLOURS.len()];
+            let colour = RGBColor(r, g, b);
+            let pts: Vec<(f64, f64)> =
+                s.points.iter().copied().filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
+            chart
+                .draw_series(LineSeries::new(pts.clone(), colour.stroke_width(2)))?
+                .label(s.name.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
+            if pts.len() <= 64 {
+                chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, colour.filled())))?;
             }
         }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(160, 160, 160))
+            .label_font((FAMILY, 13))
+            .draw()?;
+        Ok(())
     }
-    img
 }
 
-fn put(img: &mut RgbImage, x: f64, y: f64, c: [u8; 3]) {
-    let (x, y) = (x.round() as i64, y.round() as i64);
-    if x >= 0 && y >= 0 && (x as u32) < img.width() && (y as u32) < img.height() {
-        img.put_pixel(x as u32, y as u32, Rgb(c));
+/// An axis range covering `v` with margins of `below` and `above` of its width (the top one
+/// leaves room for the legend); a unit range around the value when all are equal, 0..1 when
+/// there are none.
+fn span(v: &[f64], below: f64, above: f64) -> Range<f64> {
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if !lo.is_finite() {
+        return 0.0..1.0;
+    }
+    if hi <= lo {
+        return lo - 0.5..hi + 0.5;
+    }
+    let w = hi - lo;
+    lo - w * below..hi + w * above
+}
+
+/// A tick label: up to three decimals, without trailing zeros (16, 17.5, 0.125).
+fn tick(v: &f64) -> String {
+    let s = format!("{v:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".into()
+    } else {
+        s.into()
     }
 }
 
-fn line(img: &mut RgbImage, a: (f64, f64), b: (f64, f64), c: [u8; 3]) {
-    let n = ((b.0 - a.0).abs().max((b.1 - a.1).abs()).ceil() as usize).max(1);
-    for i in 0..=n {
-        let t = i as f64 / n as f64;
-        put(img, a.0 + (b.0 - a.0) * t, a.1 + (b.1 - a.1) * t, c);
+/// Registers the bundled font once per process.
+fn register_bundled_font() -> Result<()> {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    if *REGISTERED.get_or_init(|| register_font(FAMILY, FontStyle::Normal, FONT).is_ok()) {
+        Ok(())
+    } else {
+        Err(anyhow!("the bundled plot font is unreadable"))
     }
 }

@@ -1,7 +1,7 @@
 //! Linear probing (the MAE protocol): frozen features, a parameter-free BatchNorm
 //! (standardisation with the training set's statistics) and one linear layer trained with
 //! AdamW and a cosine schedule; reports top-1 accuracy.
-use crate::io::data::{Augment, Loader, Source};
+use crate::io::data::{Loader, Source};
 use crate::io::safetensors::{read_safetensors, write_safetensors};
 use crate::io::weights::HostTensor;
 use crate::tokenizer::Tokenizer;
@@ -85,15 +85,7 @@ pub fn extract(
 ) -> Result<Features> {
     let device = tok.device();
     let res = tok.cfg.ddconfig.resolution;
-    let aug = Augment { resolution: res as u32, random_crop: false, flip: false, pad: true };
-    let loader = Loader {
-        source: source.clone(),
-        augment: aug.clone(),
-        strong: aug,
-        batch,
-        seed: 0,
-        skipped: Default::default(),
-    };
+    let loader = Loader::in_order(source.clone(), res as u32, tok.cfg.preprocess, batch);
     let n = n.min(source.len());
     let mut f = Features { cls: vec![], pooled: vec![], labels: vec![] };
     let rows = |t: Tensor<2>| -> Vec<Vec<f32>> {

@@ -1,5 +1,6 @@
 //! Training data: image folders (one sub-folder per class) and Fashion-MNIST idx files,
 //! deterministic augmentation, and a prefetching loader that decodes batches in parallel.
+use crate::io::preprocess::{pad_centre, resize_shorter, Preprocess};
 use anyhow::{bail, Context, Result};
 use image::{imageops::FilterType, RgbImage};
 use rand::rngs::StdRng;
@@ -95,8 +96,9 @@ pub fn open(spec: &str) -> Result<Arc<dyn Source>> {
     })
 }
 
-/// An ImageNet-style folder: `root/<class>/*.{png,jpg,jpeg}`; labels from sorted class names.
-/// Images directly under `root` form a single class.
+/// An ImageNet-style folder: `root/<class>/*.{png,jpg,jpeg}`, labels from the sorted class
+/// names; or a flat folder of images (one class). A folder with images both at its top level and
+/// in class sub-folders is refused (the top-level ones would have no class), as is one with none.
 pub struct ImageFolder {
     files: Vec<(PathBuf, usize)>,
     classes: Vec<String>,
@@ -107,40 +109,47 @@ impl ImageFolder {
         if !root.is_dir() {
             bail!("data folder {} does not exist", root.display());
         }
-        let is_image = |p: &Path| {
-            matches!(
-                p.extension().and_then(|e| e.to_str()).map(|e| e.to_lowercase()).as_deref(),
-                Some("png" | "jpg" | "jpeg")
-            )
-        };
         let mut dirs: Vec<PathBuf> = crate::io::fs::list_dir(root)?.into_iter().filter(|p| p.is_dir()).collect();
         dirs.sort();
-        let mut files = Vec::new();
-        let mut classes = Vec::new();
-        let list = |d: &Path| -> Result<Vec<PathBuf>> {
-            let mut v: Vec<PathBuf> =
-                crate::io::fs::list_dir(d)?.into_iter().filter(|p| p.is_file() && is_image(p)).collect();
-            v.sort();
-            Ok(v)
-        };
+        let (mut files, mut classes) = (Vec::new(), Vec::new());
         for d in &dirs {
-            let imgs = list(d)?;
+            let imgs = images_in(d)?;
             if !imgs.is_empty() {
                 let label = classes.len();
                 classes.push(d.file_name().unwrap_or_default().to_string_lossy().to_string());
                 files.extend(imgs.into_iter().map(|p| (p, label)));
             }
         }
+        let top = images_in(root)?;
+        if let (Some(img), false) = (top.first(), files.is_empty()) {
+            bail!(
+                "data folder {} has images at its top level ({}) and in class sub-folders: move them into a class folder",
+                root.display(),
+                img.display()
+            );
+        }
         if files.is_empty() {
-            let imgs = list(root)?;
             classes.push(root.file_name().unwrap_or_default().to_string_lossy().to_string());
-            files.extend(imgs.into_iter().map(|p| (p, 0)));
+            files.extend(top.into_iter().map(|p| (p, 0)));
         }
         if files.is_empty() {
             bail!("data folder {} holds no PNG/JPEG images", root.display());
         }
         Ok(Self { files, classes })
     }
+}
+
+/// The PNG/JPEG files directly in folder `d`, sorted.
+fn images_in(d: &Path) -> Result<Vec<PathBuf>> {
+    let is_image = |p: &Path| {
+        matches!(
+            p.extension().and_then(|e| e.to_str()).map(|e| e.to_lowercase()).as_deref(),
+            Some("png" | "jpg" | "jpeg")
+        )
+    };
+    let mut v: Vec<PathBuf> = crate::io::fs::list_dir(d)?.into_iter().filter(|p| p.is_file() && is_image(p)).collect();
+    v.sort();
+    Ok(v)
 }
 
 impl Source for ImageFolder {
@@ -166,20 +175,18 @@ pub struct Augment {
     /// Random crop (else centre crop) after resizing the shorter side.
     pub random_crop: bool,
     pub flip: bool,
-    /// Pad smaller images with black instead of resizing them (e.g. 28 → 32 for MNIST).
-    pub pad: bool,
+    /// Padding or resizing of images of another size (the tokenizer config's `preprocess`).
+    pub preprocess: Preprocess,
 }
 
 impl Augment {
     pub fn apply(&self, img: &RgbImage, rng: &mut StdRng) -> RgbImage {
         let r = self.resolution;
         let (w, h) = img.dimensions();
-        let mut out = if self.pad && w <= r && h <= r {
-            let mut canvas = RgbImage::new(r, r);
-            image::imageops::overlay(&mut canvas, img, ((r - w) / 2) as i64, ((r - h) / 2) as i64);
-            canvas
+        let mut out = if self.preprocess.pads(w, h, r) {
+            pad_centre(img, r)
         } else {
-            let resized = crate::io::image::resize_shorter(img, r, FilterType::Triangle);
+            let resized = resize_shorter(img, r, FilterType::Triangle);
             let (nw, nh) = resized.dimensions();
             let (x0, y0) = if self.random_crop {
                 (rng.random_range(0..=nw - r), rng.random_range(0..=nh - r))
@@ -229,6 +236,13 @@ pub struct Loader {
 }
 
 impl Loader {
+    /// Whole images of `source` in order, padded or resized to `resolution` without augmentation,
+    /// `batch` at a time (`batch_in_order`): what evaluation and tokenizing read.
+    pub fn in_order(source: Arc<dyn Source>, resolution: u32, preprocess: Preprocess, batch: usize) -> Self {
+        let augment = Augment { resolution, random_crop: false, flip: false, preprocess };
+        Self { source, augment: augment.clone(), strong: augment, batch, seed: 0, skipped: Default::default() }
+    }
+
     fn order(&self, epoch: usize) -> Vec<usize> {
         let mut idx: Vec<usize> = (0..self.source.len()).collect();
         idx.shuffle(&mut StdRng::seed_from_u64(self.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));

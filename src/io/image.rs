@@ -1,28 +1,31 @@
 //! Images in and out: decode PNG/JPEG into [-1, 1] tensors, write PNGs, draw merge maps.
 use crate::io::guard::guarded_decode;
+use crate::io::preprocess::{fit, Preprocess};
 use anyhow::{anyhow, bail, Context, Result};
 use burn::prelude::*;
 use image::{imageops::FilterType, RgbImage};
 use std::path::Path;
 
-/// Reads an image as [1, 3, R, R] in [-1, 1]. Images of another size are resized (shorter
-/// side to R, bicubic) and centre-cropped; the returned note says so.
-pub fn load_image(path: &Path, resolution: usize, device: &Device) -> Result<(Tensor<4>, Option<String>)> {
+/// Reads an image as [1, 3, R, R] in [-1, 1]. Images of another size are padded or resized
+/// (shorter side to R, bicubic, then centre-cropped) as `how` says; the returned note says which.
+pub fn load_image(
+    path: &Path,
+    resolution: usize,
+    how: Preprocess,
+    device: &Device,
+) -> Result<(Tensor<4>, Option<String>)> {
     if !path.exists() {
         bail!("image {} does not exist", path.display());
     }
     let img = decode_image(path)?;
     let (w, h) = img.dimensions();
     let r = resolution as u32;
-    let (img, note) = if w == r && h == r {
-        (img, None)
-    } else {
-        (
-            resize_crop(&img, r),
-            Some(format!("{} is {w}×{h}: resized (shorter side) and centre-cropped to {r}×{r}", path.display())),
-        )
+    let note = match (w, h) {
+        _ if (w, h) == (r, r) => None,
+        _ if how.pads(w, h, r) => Some(format!("{} is {w}×{h}: padded with black to {r}×{r}", path.display())),
+        _ => Some(format!("{} is {w}×{h}: resized (shorter side) and centre-cropped to {r}×{r}", path.display())),
     };
-    Ok((rgb_to_tensor(&img, device), note))
+    Ok((rgb_to_tensor(&fit(&img, r, how, FilterType::CatmullRom), device), note))
 }
 
 /// Decodes the PNG or JPEG file `path` (format from its bytes) as RGB: the one place images
@@ -42,38 +45,6 @@ pub fn decode_image(path: &Path) -> Result<RgbImage> {
         bail!("{} is an empty ({}×{}) image", path.display(), img.width(), img.height());
     }
     Ok(img)
-}
-
-/// Resizes the shorter side to `r` and centre-crops to r×r.
-pub fn resize_crop(img: &RgbImage, r: u32) -> RgbImage {
-    let resized = resize_shorter(img, r, FilterType::CatmullRom);
-    let (nw, nh) = resized.dimensions();
-    image::imageops::crop_imm(&resized, (nw - r) / 2, (nh - r) / 2, r, r).to_image()
-}
-
-/// The longest aspect ratio resized whole: a longer image first loses the ends of its long
-/// side, so that a 1×60000 strip cannot ask for a 256×15 million pixel resize.
-pub const MAX_ASPECT: u32 = 8;
-
-/// Resizes so that the shorter side is `r` (both sides ≥ r), keeping the aspect ratio. An
-/// image longer than [`MAX_ASPECT`] times its width (or the other way round) is first
-/// centre-cropped to that ratio.
-pub fn resize_shorter(img: &RgbImage, r: u32, filter: FilterType) -> RgbImage {
-    let (w, h) = img.dimensions();
-    let short = w.min(h).max(1);
-    let cap = short.saturating_mul(MAX_ASPECT);
-    if w.max(h) > cap {
-        let (cw, ch) = (w.min(cap), h.min(cap));
-        let cropped = image::imageops::crop_imm(img, (w - cw) / 2, (h - ch) / 2, cw, ch).to_image();
-        return resize_shorter(&cropped, r, filter);
-    }
-    let s = r as f64 / short as f64;
-    let (nw, nh) = (((w as f64 * s).round() as u32).max(r), ((h as f64 * s).round() as u32).max(r));
-    if (nw, nh) == (w, h) {
-        img.clone()
-    } else {
-        image::imageops::resize(img, nw, nh, filter)
-    }
 }
 
 pub fn rgb_to_tensor(img: &RgbImage, device: &Device) -> Tensor<4> {

@@ -62,14 +62,6 @@ pub fn parse(bytes: &[u8]) -> Result<(SafeTensors<'_>, HashMap<String, String>),
     Ok((SafeTensors::deserialize(bytes)?, header.metadata().clone().unwrap_or_default()))
 }
 
-/// The values of an int64 tensor; `None` for another dtype.
-pub fn i64_values(view: &TensorView) -> Option<Vec<i64>> {
-    match typed(view.shape().to_vec(), view.dtype(), view.data())? {
-        TypedTensor::I64 { data, .. } if view.dtype() == Dtype::I64 => Some(data),
-        _ => None,
-    }
-}
-
 /// The values of an f32 tensor; `None` for another dtype.
 pub fn f32_values(view: &TensorView) -> Option<Vec<f32>> {
     match typed(view.shape().to_vec(), view.dtype(), view.data())? {

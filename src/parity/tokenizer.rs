@@ -22,7 +22,9 @@ impl Case {
         } else {
             None
         };
-        let lfq = Lfq { dim, factorized };
+        let weight = |k: &str| self.config[k].as_f64().unwrap_or(1.0);
+        let entropy_weights = [weight("sample_minimization_weight"), weight("batch_maximization_weight")];
+        let lfq = Lfq { factorized, entropy_weights, ..Lfq::new(dim) };
         let x: Tensor<4> = self.tensor("x")?;
         let [b, _, h, w] = x.dims();
         let q = lfq.quantize(x.clone());
@@ -79,6 +81,9 @@ impl Case {
             embed_dim,
             token_factorization: false,
             factorized_bits: None,
+            sample_minimization_weight: 1.0,
+            batch_maximization_weight: 1.0,
+            preprocess: Default::default(),
         })
     }
 

@@ -12,6 +12,9 @@ pub struct Lfq {
     pub dim: usize,
     /// Factorized index split (e.g. [6, 12]); `None` for one index per token.
     pub factorized: Option<[usize; 2]>,
+    /// The reference's `sample_minimization_weight` and `batch_maximization_weight`: the weights
+    /// of the per-sample entropy (minimized) and the codebook entropy (maximized) in the entropy loss.
+    pub entropy_weights: [f64; 2],
 }
 
 /// Quantizer output for z [B, d, H, W].
@@ -27,7 +30,7 @@ pub struct Quantized {
 pub struct LfqLosses {
     pub per_sample_entropy: Tensor<1>,
     pub codebook_entropy: Tensor<1>,
-    /// per_sample − codebook entropy (both weights 1 as in the reference configs).
+    /// w_sample·per_sample − w_batch·codebook entropy (`entropy_weights`; both 1 in the reference configs).
     pub entropy_aux: Tensor<1>,
     /// mean((z − sign z)²).
     pub commitment: Tensor<1>,
@@ -35,7 +38,7 @@ pub struct LfqLosses {
 
 impl Lfq {
     pub fn new(dim: usize) -> Self {
-        Self { dim, factorized: None }
+        Self { dim, factorized: None, entropy_weights: [1.0, 1.0] }
     }
 
     /// Sign quantization with a straight-through gradient (Eq. LFQ: q = sign(z)).
@@ -110,7 +113,8 @@ impl Lfq {
         let per_sample_entropy = bit_entropy.sum_dim(1).mean().reshape([1]);
 
         let codebook_entropy = self.codebook_entropy(logit);
-        let entropy_aux = per_sample_entropy.clone() - codebook_entropy.clone();
+        let [w_sample, w_batch] = self.entropy_weights;
+        let entropy_aux = per_sample_entropy.clone() * w_sample - codebook_entropy.clone() * w_batch;
         let q = z.clone().greater_elem(0.0).float() * 2.0 - 1.0;
         let commitment = (z - q.detach()).powi_scalar(2).mean().reshape([1]);
         LfqLosses { per_sample_entropy, codebook_entropy, entropy_aux, commitment }

@@ -106,7 +106,8 @@ impl Tokenizer {
     }
 
     pub fn lfq(&self) -> Lfq {
-        Lfq { dim: self.cfg.embed_dim, factorized: None }
+        let c = &self.cfg;
+        Lfq { entropy_weights: [c.sample_minimization_weight, c.batch_maximization_weight], ..Lfq::new(c.embed_dim) }
     }
 
     /// L, the number of tokens before merging.

@@ -10,7 +10,7 @@ use crate::ar::mergear::{first_of_group, mergear_bias};
 use crate::io::safetensors::write_safetensors;
 use crate::io::tokens::TokenSet;
 use crate::io::weights::{export, Weights};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
@@ -59,33 +59,13 @@ fn val_fraction() -> f64 {
 impl ArConfig {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
-        let mut cfg: Self =
-            toml::from_str(&text).map_err(|e| anyhow!("bad config {}: {}", path.display(), e.message()))?;
+        let mut cfg: Self = toml::from_str(&text).map_err(|e| crate::validate::toml_error(path, &text, &e))?;
         let base = path.parent().unwrap_or(Path::new("."));
         if cfg.tokens.is_relative() && !cfg.tokens.exists() && base.join(&cfg.tokens).exists() {
             cfg.tokens = base.join(&cfg.tokens);
         }
         cfg.validate().with_context(|| format!("bad config {}", path.display()))?;
         Ok(cfg)
-    }
-
-    pub fn validate(&self) -> Result<()> {
-        self.gpt.validate()?;
-        match self.mode {
-            ArMode::Plain if self.gpt.merge_tokens != 0 => bail!("plain AR takes gpt.merge_tokens = 0"),
-            ArMode::MergeAr if self.gpt.merge_tokens == 0 => {
-                bail!("MergeAR needs gpt.merge_tokens = the number of kept-count candidates")
-            }
-            ArMode::Plain | ArMode::MergeAr => {}
-        }
-        if self.optim.lr.is_nan()
-            || self.optim.lr <= 0.0
-            || self.batch_size == 0
-            || !(0.0..1.0).contains(&self.val_fraction)
-        {
-            bail!("optim.lr > 0, batch_size ≥ 1 and val_fraction in [0, 1) are required");
-        }
-        Ok(())
     }
 }
 

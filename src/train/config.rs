@@ -2,7 +2,7 @@
 //! Defaults follow the reference configs (configs/gpu_s1/*.yaml, VQLPIPSWithDiscriminator).
 use super::optim::Schedule;
 use crate::tokenizer::config::TokenizerConfig;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -33,9 +33,6 @@ pub struct DataConfig {
     pub random_crop: bool,
     #[serde(default = "yes")]
     pub flip: bool,
-    /// Pad smaller images (28² Fashion-MNIST → 32²) instead of resizing.
-    #[serde(default)]
-    pub pad: bool,
 }
 
 /// Where the training images come from.
@@ -252,8 +249,7 @@ fn val_images() -> usize {
 impl TrainConfig {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
-        let mut cfg: Self =
-            toml::from_str(&text).map_err(|e| anyhow!("bad config {}: {}", path.display(), e.message()))?;
+        let mut cfg: Self = toml::from_str(&text).map_err(|e| crate::validate::toml_error(path, &text, &e))?;
         // Relative paths are relative to the config file.
         let base = path.parent().unwrap_or(Path::new("."));
         for p in
@@ -267,46 +263,5 @@ impl TrainConfig {
         }
         cfg.validate().with_context(|| format!("bad config {}", path.display()))?;
         Ok(cfg)
-    }
-
-    pub fn validate(&self) -> Result<()> {
-        self.tokenizer.validate()?;
-        let o = &self.optim;
-        if !(o.lr > 0.0 && o.lr.is_finite()) {
-            bail!("optim.lr must be a positive number, got {}", o.lr);
-        }
-        if o.betas.iter().any(|b| !(0.0..1.0).contains(b)) {
-            bail!("optim.betas must lie in [0, 1), got {:?}", o.betas);
-        }
-        if o.weight_decay < 0.0 || o.accumulate == 0 || o.clip.is_some_and(|c| c <= 0.0) || !(0.0..1.0).contains(&o.ema)
-        {
-            bail!("optim: weight_decay ≥ 0, accumulate ≥ 1, clip > 0 and ema in [0, 1) are required");
-        }
-        let l = &self.loss;
-        for (name, v) in [
-            ("perceptual_weight", l.perceptual_weight),
-            ("gen_loss_weight", l.gen_loss_weight),
-            ("lecam_weight", l.lecam_weight),
-            ("codebook_weight", l.codebook_weight),
-            ("commit_weight", l.commit_weight),
-            ("cls_weight", l.cls_weight),
-        ] {
-            if !(v >= 0.0 && v.is_finite()) {
-                bail!("loss.{name} must be ≥ 0, got {v}");
-            }
-        }
-        if l.perceptual_weight > 0.0 && l.lpips_weights.is_none() {
-            bail!("loss.perceptual_weight > 0 needs loss.lpips_weights (run scripts/fetch-weights.sh, or set perceptual_weight = 0)");
-        }
-        if self.data.batch_size == 0 {
-            bail!("data.batch_size must be ≥ 1");
-        }
-        if self.data.source == DataSource::Folder && self.data.path.is_none() {
-            bail!("data.path is required for a folder source");
-        }
-        if self.run.steps == 0 {
-            bail!("run.steps must be ≥ 1");
-        }
-        Ok(())
     }
 }

@@ -6,3 +6,4 @@ pub mod config;
 pub mod optim;
 pub mod run_loop;
 pub mod tokenizer;
+mod validate;

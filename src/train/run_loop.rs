@@ -126,7 +126,10 @@ pub fn run<T: Trainable>(t: &mut T) -> Result<Summary> {
     pb.finish_and_clear();
     let images_per_s = images as f64 / t0.elapsed().as_secs_f64().max(1e-9);
     if curve.len() > 1 {
-        crate::io::image::save_png(&crate::eval::plot::line_plot(&[curve], 640, 360), &out.join("loss_curve.png"))?;
+        crate::io::image::save_png(
+            &crate::eval::plot::LinePlot::new("step", "loss").with("training loss", curve).render(640, 360)?,
+            &out.join("loss_curve.png"),
+        )?;
     }
     let exported = t.export(out)?;
     let val = t.validation()?;

@@ -22,6 +22,11 @@ pub fn run(args: &[&str]) -> Output {
     bin().args(args).output().expect("run mergevq")
 }
 
+/// `run` of `args` followed by `extra`: one command line tried with several endings.
+pub fn run_with(args: &[&str], extra: &[&str]) -> Output {
+    run(&[args, extra].concat())
+}
+
 /// Stdout of a run that must succeed (stderr in the failure message).
 pub fn ok(out: Output) -> String {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

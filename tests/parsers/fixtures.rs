@@ -27,13 +27,13 @@ pub fn safetensors_f32(dir: &Path) -> Vec<u8> {
     saved(dir, "f32.safetensors", |p| write_safetensors(p, &map))
 }
 
-/// A tokens file (`encode`) of two images with K = 2 of L = 4 tokens.
+/// A tokens file (`encode`) of two images with K = 4 of L = 9 tokens.
 pub fn tokens_file(dir: &Path) -> Vec<u8> {
     let f = TokensFile {
         bits: 4,
         resolution: 32,
-        indices: vec![vec![3, 15], vec![0, 7]],
-        group: vec![vec![0, 1, 1, 0], vec![1, 1, 0, 0]],
+        indices: vec![vec![3, 15, 0, 7], vec![1, 2, 3, 4]],
+        group: vec![vec![0, 1, 1, 0, 2, 3, 3, 2, 0], vec![1, 1, 0, 0, 2, 2, 3, 3, 3]],
     };
     saved(dir, "tokens.safetensors", |p| f.save(p))
 }

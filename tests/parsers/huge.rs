@@ -4,6 +4,7 @@
 use super::{dir, fixtures};
 use mergevq::io::ckpt::read_checkpoint;
 use mergevq::io::image::{decode_image, load_image};
+use mergevq::io::preprocess::Preprocess;
 use mergevq::io::safetensors::{read_safetensors, read_safetensors_typed};
 use mergevq::io::tokens::{TokenSet, TokensFile};
 use mergevq::train::checkpoint::Checkpoint;
@@ -57,6 +58,17 @@ fn safetensors_shapes_and_offsets_beyond_the_file_are_refused() {
     for (i, h) in cases.iter().enumerate() {
         all_refuse(&format!("huge-{i}.st"), &safetensors(h.len() as u64, h, &[0; 16]));
     }
+}
+
+#[test]
+fn token_tables_of_2_pow_40_empty_rows_are_refused() {
+    let t = |name: &str, shape: &str| format!(r#""{name}":{{"dtype":"I64","shape":{shape},"data_offsets":[0,0]}}"#);
+    let (rows, col) = ("[1099511627776,0]", "[0]");
+    let meta =
+        r#""__metadata__":{"format":"mergevq-tokenset-1","bits":"4","resolution":"32","classes":"2","candidates":"1"}"#;
+    let tables = [t("indices", rows), t("group", rows), t("codes", rows), t("keep", col), t("labels", col)];
+    let h = format!("{{{},{meta}}}", tables.join(","));
+    all_refuse("empty-rows.st", &safetensors(h.len() as u64, &h, &[]));
 }
 
 proptest! {
@@ -130,7 +142,7 @@ fn png_declaring_2_pow_31_pixels_a_side_is_refused() {
 fn extreme_aspect_ratio_is_read_without_a_giant_resize() {
     let p = dir().join("strip.png");
     image::RgbImage::from_pixel(200_000, 1, image::Rgb([9, 99, 199])).save(&p).unwrap();
-    let (t, note) = load_image(Path::new(&p), 64, &mergevq::device()).unwrap();
+    let (t, note) = load_image(Path::new(&p), 64, Preprocess::Resize, &mergevq::device()).unwrap();
     assert_eq!(t.dims(), [1, 3, 64, 64]);
     assert!(note.is_some());
 }

@@ -69,8 +69,12 @@ impl Trainer {
         check_readable(source.as_ref())?;
         let val = open_source(&cfg, true)?;
         let res = cfg.tokenizer.ddconfig.resolution as u32;
-        let augment =
-            Augment { resolution: res, random_crop: cfg.data.random_crop, flip: cfg.data.flip, pad: cfg.data.pad };
+        let augment = Augment {
+            resolution: res,
+            random_crop: cfg.data.random_crop,
+            flip: cfg.data.flip,
+            preprocess: cfg.tokenizer.preprocess,
+        };
         let strong = Augment { random_crop: true, flip: true, ..augment.clone() };
         let train = Arc::new(Loader {
             source,
@@ -187,16 +191,8 @@ impl Trainer {
             Some(k) => model.keep(k)?,
             None => KeepPlan::new(self.cfg.tokenizer.embed_res(), d.num_att_blocks, d.merge_num, d.merge_ratio, None)?,
         };
-        let res = d.resolution as u32;
-        let aug = Augment { resolution: res, random_crop: false, flip: false, pad: self.cfg.data.pad };
-        let loader = Loader {
-            source: self.val.clone(),
-            augment: aug.clone(),
-            strong: aug,
-            batch: self.cfg.data.batch_size.min(n.max(1)),
-            seed: 0,
-            skipped: Arc::new(AtomicUsize::new(0)),
-        };
+        let batch = self.cfg.data.batch_size.min(n.max(1));
+        let loader = Loader::in_order(self.val.clone(), d.resolution as u32, self.cfg.tokenizer.preprocess, batch);
         crate::eval::mean_psnr(&model, &plan, |i| loader.batch_in_order(i), n.min(self.val.len()), &model.device())
     }
 

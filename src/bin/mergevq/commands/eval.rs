@@ -1,13 +1,15 @@
 //! `eval-recon`, `eval-gen`, `probe`: reconstruction, generation and representation metrics.
+use super::large::LargeArgs;
 use crate::progress;
 use anyhow::Result;
-use mergevq::eval::metrics::{frechet_distance, kid, Stats};
-use mergevq::eval::plot::line_plot;
+use mergevq::eval::metrics::{check_sample_size, frechet_distance, kid, Stats};
+use mergevq::eval::plot::LinePlot;
 use mergevq::eval::probe::{extract, linear_probe, SplitFeatures};
 use mergevq::eval::{eval_recon, features_of, load_inception, load_lpips, load_stats, save_stats, ReconReport};
 use mergevq::io::atomic::atomic_write;
 use mergevq::io::data::{self, ImageFolder, Source};
 use mergevq::io::image::save_png;
+use mergevq::memory::Use;
 use mergevq::tokenizer::config::TokenizerConfig;
 use mergevq::tokenizer::Tokenizer;
 use mergevq::validate::{float_in, int_in, FloatRange, MAX_SIZE};
@@ -40,12 +42,15 @@ pub struct EvalReconArgs {
     lpips: PathBuf,
     #[arg(short, long)]
     output: PathBuf,
+    #[command(flatten)]
+    large: LargeArgs,
 }
 
 impl EvalReconArgs {
     pub fn run(self) -> Result<()> {
         let device = mergevq::device();
         let cfg = TokenizerConfig::load(&self.config)?;
+        self.large.tokenizer(&cfg, self.batch, Use::Inference)?;
         let tok = Tokenizer::open(&cfg, &self.tokenizer, false, &device)?;
         let keeps = if self.keep.is_empty() { vec![tok.plan.kept()? as usize] } else { self.keep.clone() };
         for &k in &keeps {
@@ -61,6 +66,12 @@ impl EvalReconArgs {
         let reports = eval_recon(&tok, source, n, &keeps, self.batch, Some(&lp), inc.as_ref(), &grid, &|k| pb.inc(k))?;
         pb.finish_and_clear();
         print_table(&reports);
+        if let (Some(r), false) = (reports.first(), self.no_fid) {
+            println!("rFID from {} images (against the same images' originals)", r.images);
+            if let Some(w) = check_sample_size("rFID", r.images)? {
+                eprintln!("warning: {w}");
+            }
+        }
         self.write_report(&reports, tok.full_len())
     }
 
@@ -72,9 +83,10 @@ impl EvalReconArgs {
         let series = |f: &dyn Fn(&ReconReport) -> Option<f64>| {
             reports.iter().filter_map(|r| f(r).map(|v| (r.keep as f64, v))).collect::<Vec<_>>()
         };
-        save_png(&line_plot(&[series(&|r| Some(r.psnr))], 480, 320), &out.join("rd_psnr.png"))?;
+        let plot = |y: &str, points| LinePlot::new("kept tokens K", y).with("MergeVQ", points).render(560, 360);
+        save_png(&plot("PSNR (dB)", series(&|r| Some(r.psnr)))?, &out.join("rd_psnr.png"))?;
         if !self.no_fid {
-            save_png(&line_plot(&[series(&|r| r.rfid)], 480, 320), &out.join("rd_rfid.png"))?;
+            save_png(&plot("rFID", series(&|r| r.rfid))?, &out.join("rd_rfid.png"))?;
         }
         println!(
             "wrote {}/{{report.json,rd_psnr.png{},reconstructions.png}}",
@@ -147,13 +159,22 @@ impl EvalGenArgs {
         if let Some(p) = &self.save_stats {
             save_stats(p, &fr)?;
         }
+        let warnings =
+            [check_sample_size("gFID (samples)", fg.len())?, check_sample_size("gFID (reference)", fr.len())?];
         let gfid = frechet_distance(&Stats::from_features(&fg), &ref_stats);
         let size = fg.len().min(fr.len()).min(1000);
         let (kid_mean, kid_std) = kid(&fg, &fr, 100, size, 0);
-        println!("gFID {gfid:.3}  KID {kid_mean:.5} ± {kid_std:.5}  ({} samples, {} reference)", fg.len(), fr.len());
+        for w in warnings.into_iter().flatten() {
+            eprintln!("warning: {w}");
+        }
+        println!(
+            "gFID {gfid:.3} ({} samples, {} reference images)  KID {kid_mean:.5} ± {kid_std:.5} (100 subsets of {size})",
+            fg.len(),
+            fr.len()
+        );
         println!("Inception Score: not available (the registry FID weights have no classifier head)");
         mergevq::io::fs::create_output_dir(&self.output)?;
-        let json = serde_json::json!({"samples": self.samples, "reference": self.reference, "n_samples": fg.len(), "n_reference": fr.len(), "gfid": gfid, "kid": kid_mean, "kid_std": kid_std, "inception_score": null});
+        let json = serde_json::json!({"samples": self.samples, "reference": self.reference, "n_samples": fg.len(), "n_reference": fr.len(), "gfid": gfid, "kid": kid_mean, "kid_std": kid_std, "kid_subset_size": size, "inception_score": null});
         atomic_write(&self.output.join("report.json"), serde_json::to_string_pretty(&json)?.as_bytes())
     }
 }
@@ -182,11 +203,14 @@ pub struct ProbeArgs {
     /// Feature cache (reused when present).
     #[arg(long, default_value = "probe_features.safetensors")]
     cache: PathBuf,
+    #[command(flatten)]
+    large: LargeArgs,
 }
 
 impl ProbeArgs {
     pub fn run(self) -> Result<()> {
         let cfg = TokenizerConfig::load(&self.config)?;
+        self.large.tokenizer(&cfg, 1, Use::Inference)?;
         let tok = Tokenizer::open(&cfg, &self.tokenizer, false, &mergevq::device())?;
         let (train_src, val_src) = (data::open(&self.train)?, data::open(&self.val)?);
         let classes = train_src.classes();

@@ -1,5 +1,6 @@
 //! `generate`: class-conditional sampling with the AR model (plain, or MergeAR with cache
 //! eviction), decoded by the tokenizer into one grid image.
+use super::large::LargeArgs;
 use crate::progress;
 use anyhow::{bail, Result};
 use mergevq::ar::generator::{Generator, GeneratorConfig};
@@ -54,6 +55,8 @@ pub struct GenerateArgs {
     seed: u64,
     #[arg(short, long)]
     output: PathBuf,
+    #[command(flatten)]
+    large: LargeArgs,
 }
 
 /// The most images one grid holds.
@@ -75,8 +78,11 @@ impl GenerateArgs {
         if self.window.is_some() && !self.mergear {
             bail!("--window sets the cache window of MergeAR decoding: add --mergear");
         }
-        let g = Generator::open(&self.ar_config, &self.ar, &device)?;
+        let gcfg = GeneratorConfig::load(&self.ar_config)?;
         let cfg = TokenizerConfig::load(&self.config)?;
+        // Classifier-free guidance runs the conditional and the unconditional sequence.
+        self.large.generator(&gcfg.gpt, &cfg, 2 * self.num)?;
+        let g = Generator::with_config(gcfg, &self.ar_config, &self.ar, &device)?;
         let tok = Tokenizer::open(&cfg, &self.tokenizer, false, &device)?;
         let gc = &g.cfg.gpt;
         if cfg.embed_dim != gc.bits() || tok.full_len() != gc.block_size {

@@ -3,6 +3,7 @@ pub mod bench;
 pub mod demo;
 pub mod eval;
 pub mod generate;
+pub mod large;
 pub mod parity;
 pub mod tokenize;
 pub mod tokens;

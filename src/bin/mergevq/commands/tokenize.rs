@@ -1,9 +1,11 @@
 //! `init`, `reconstruct`, `encode`, `decode`: a tokenizer's weights, and images through it.
+use super::large::LargeArgs;
 use crate::progress;
 use anyhow::{bail, Result};
 use burn::prelude::Device;
 use mergevq::io::image::{load_image, merge_map, psnr, save_png, tensor_to_rgb};
 use mergevq::io::tokens::TokensFile;
+use mergevq::memory::Use;
 use mergevq::tokenizer::config::TokenizerConfig;
 use mergevq::tokenizer::tome::KeepPlan;
 use mergevq::tokenizer::Tokenizer;
@@ -22,12 +24,15 @@ pub struct ModelArgs {
     /// Take the EMA weights of a Lightning checkpoint.
     #[arg(long)]
     pub ema: bool,
+    #[command(flatten)]
+    pub large: LargeArgs,
 }
 
 impl ModelArgs {
     /// The tokenizer.
     pub fn load(&self, device: &Device) -> Result<Tokenizer> {
         let cfg = TokenizerConfig::load(&self.config)?;
+        self.large.tokenizer(&cfg, 1, Use::Inference)?;
         Tokenizer::open(&cfg, &self.weights, self.ema, device)
     }
 }
@@ -59,11 +64,14 @@ pub struct InitArgs {
     output: PathBuf,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    #[command(flatten)]
+    large: LargeArgs,
 }
 
 impl InitArgs {
     pub fn run(self) -> Result<()> {
         let cfg = TokenizerConfig::load(&self.config)?;
+        self.large.tokenizer(&cfg, 1, Use::Inference)?;
         let tok = Tokenizer::init(&cfg, self.seed, &mergevq::device())?;
         tok.save(&self.output)?;
         println!("wrote {} (seed {})", self.output.display(), self.seed);
@@ -78,7 +86,7 @@ pub struct ReconstructArgs {
     model: ModelArgs,
     #[command(flatten)]
     keep: KeepArg,
-    /// Images (PNG/JPEG); other sizes are resized and centre-cropped to the config's resolution.
+    /// Images (PNG/JPEG); other sizes are padded or resized to the config's resolution (its `preprocess`).
     #[arg(required = true)]
     images: Vec<PathBuf>,
     #[arg(short, long)]
@@ -95,7 +103,7 @@ impl ReconstructArgs {
         mergevq::io::fs::create_output_dir(&self.output)?;
         let pb = progress::bar(self.images.len() as u64, "reconstruct");
         for path in &self.images {
-            let (x, note) = load_image(path, res, &device)?;
+            let (x, note) = load_image(path, res, tok.cfg.preprocess, &device)?;
             if let Some(n) = note {
                 pb.suspend(|| eprintln!("note: {n}"));
             }
@@ -142,7 +150,7 @@ impl EncodeArgs {
         let mut file = TokensFile { bits: tok.cfg.embed_dim, resolution: res, indices: vec![], group: vec![] };
         let pb = progress::bar(self.images.len() as u64, "encode");
         for path in &self.images {
-            let (x, note) = load_image(path, res, &device)?;
+            let (x, note) = load_image(path, res, tok.cfg.preprocess, &device)?;
             if let Some(n) = note {
                 pb.suspend(|| eprintln!("note: {n}"));
             }
@@ -189,7 +197,7 @@ impl DecodeArgs {
         }
         let tok = self.model.load(&device)?;
         let file = TokensFile::load(&self.tokens)?;
-        check_fits(&file, &tok, &self.tokens)?;
+        file.check_fits(&tok, &self.tokens)?;
         mergevq::io::fs::create_output_dir(&self.output)?;
         let res = tok.cfg.ddconfig.resolution;
         for (i, (idx, grp)) in file.indices.iter().zip(&file.group).enumerate() {
@@ -199,25 +207,4 @@ impl DecodeArgs {
         println!("wrote {} images to {}", file.indices.len(), self.output.display());
         Ok(())
     }
-}
-
-/// Checks a tokens file was made by a tokenizer like `tok` (same code bits and L).
-fn check_fits(file: &TokensFile, tok: &Tokenizer, path: &Path) -> Result<()> {
-    if file.bits != tok.cfg.embed_dim {
-        bail!(
-            "{} holds {}-bit codes but the tokenizer uses {} bits (another tokenizer?)",
-            path.display(),
-            file.bits,
-            tok.cfg.embed_dim
-        );
-    }
-    if file.group[0].len() != tok.full_len() {
-        bail!(
-            "{} has L={} tokens per image, the tokenizer makes L={}",
-            path.display(),
-            file.group[0].len(),
-            tok.full_len()
-        );
-    }
-    Ok(())
 }

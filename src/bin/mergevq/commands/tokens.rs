@@ -1,8 +1,10 @@
 //! `extract-tokens`: a data set tokenized once for AR training (`TokenSet::extract`).
+use super::large::LargeArgs;
 use crate::progress;
 use anyhow::Result;
 use mergevq::io::data;
 use mergevq::io::tokens::TokenSet;
+use mergevq::memory::Use;
 use mergevq::tokenizer::config::TokenizerConfig;
 use mergevq::tokenizer::Tokenizer;
 use mergevq::validate::{int_in, MAX_SIZE};
@@ -29,11 +31,14 @@ pub struct ExtractTokensArgs {
     limit: Option<usize>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    #[command(flatten)]
+    large: LargeArgs,
 }
 
 impl ExtractTokensArgs {
     pub fn run(self) -> Result<()> {
         let cfg = TokenizerConfig::load(&self.config)?;
+        self.large.tokenizer(&cfg, 1, Use::Inference)?;
         let tok = Tokenizer::open(&cfg, &self.tokenizer, false, &mergevq::device())?;
         let source = data::open(&self.data)?;
         let n = self.limit.unwrap_or(usize::MAX).min(source.len());

@@ -1,5 +1,7 @@
 //! `train-tokenizer` and `train-ar`: the training loops live in the library (`mergevq::train`).
+use super::large::LargeArgs;
 use anyhow::Result;
+use mergevq::memory::Use;
 use mergevq::train::ar::{ArConfig, ArTrainer};
 use mergevq::train::config::TrainConfig;
 use mergevq::train::tokenizer::Trainer;
@@ -12,11 +14,15 @@ pub struct TrainTokenizerArgs {
     config: PathBuf,
     #[arg(long)]
     resume: bool,
+    #[command(flatten)]
+    large: LargeArgs,
 }
 
 impl TrainTokenizerArgs {
     pub fn run(self) -> Result<()> {
-        let mut t = Trainer::new(TrainConfig::load(&self.config)?, self.resume)?;
+        let cfg = TrainConfig::load(&self.config)?;
+        self.large.tokenizer(&cfg.tokenizer, cfg.data.batch_size, Use::Training)?;
+        let mut t = Trainer::new(cfg, self.resume)?;
         if self.resume {
             println!("resuming at step {}", t.step);
         }
@@ -39,11 +45,15 @@ pub struct TrainArArgs {
     config: PathBuf,
     #[arg(long)]
     resume: bool,
+    #[command(flatten)]
+    large: LargeArgs,
 }
 
 impl TrainArArgs {
     pub fn run(self) -> Result<()> {
-        let mut t = ArTrainer::new(ArConfig::load(&self.config)?, self.resume)?;
+        let cfg = ArConfig::load(&self.config)?;
+        self.large.check(cfg.gpt.memory(cfg.batch_size, Use::Training))?;
+        let mut t = ArTrainer::new(cfg, self.resume)?;
         if self.resume {
             println!("resuming at step {}", t.step);
         }

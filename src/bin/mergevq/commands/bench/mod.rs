@@ -8,6 +8,7 @@ mod tokenizer;
 mod tome;
 mod train;
 
+use super::large::LargeArgs;
 use anyhow::Result;
 use ar::{ArBench, ArModel};
 use clap::Subcommand;
@@ -58,6 +59,8 @@ pub struct Common {
     /// Also write the records as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+    #[command(flatten)]
+    large: LargeArgs,
 }
 
 impl Common {
@@ -134,11 +137,11 @@ impl AllBench {
         let mut out = vec![lfq::lfq(18, 16, 256, runs)?, tome::tome(8, 256, 512, 64, runs)?];
         for config in ["configs/mergevq_256_GR_d64.toml", "configs/mergevq_256_G_d64.toml"] {
             for &b in &self.batches {
-                out.extend(tokenizer::tokenizer(Path::new(config), b, runs, None)?);
+                out.extend(tokenizer::tokenizer(Path::new(config), b, runs, None, self.common.large)?);
             }
         }
         if !self.no_train {
-            out.push(train::train(Path::new("configs/train_fmnist_tiny.toml"), 8, runs)?);
+            out.push(train::train(Path::new("configs/train_fmnist_tiny.toml"), 8, runs, self.common.large)?);
         }
         let m = ArModel { dim: 256, layers: 8, heads: 8 };
         out.extend(ar::ar(&m, &[256, 1024], 1.0, runs)?);

@@ -1,8 +1,10 @@
 //! `bench tokenizer`: encode, decode and encode+decode on random weights and inputs.
 use super::measure::{sync, threads, time};
 use super::{Common, Record};
+use crate::commands::large::LargeArgs;
 use anyhow::Result;
 use burn::prelude::*;
+use mergevq::memory::Use;
 use mergevq::tokenizer::config::TokenizerConfig;
 use mergevq::tokenizer::Tokenizer;
 use mergevq::validate::{int_in, MAX_SIZE};
@@ -25,13 +27,20 @@ pub struct TokenizerBench {
 
 impl TokenizerBench {
     pub fn records(&self) -> Result<Vec<Record>> {
-        tokenizer(&self.config, self.batch, self.common.runs(), self.keep)
+        tokenizer(&self.config, self.batch, self.common.runs(), self.keep, self.common.large)
     }
 }
 
-pub fn tokenizer(config: &Path, batch: usize, runs: usize, keep: Option<usize>) -> Result<Vec<Record>> {
+pub fn tokenizer(
+    config: &Path,
+    batch: usize,
+    runs: usize,
+    keep: Option<usize>,
+    large: LargeArgs,
+) -> Result<Vec<Record>> {
     let device = mergevq::device();
     let cfg = TokenizerConfig::load(config)?;
+    large.tokenizer(&cfg, batch, Use::Inference)?;
     let tok = Tokenizer::init(&cfg, 0, &device)?;
     let plan = match keep {
         Some(k) => tok.keep(k)?,

@@ -2,8 +2,10 @@
 //! config) on a fixed batch.
 use super::measure::time;
 use super::{Common, Record};
+use crate::commands::large::LargeArgs;
 use anyhow::Result;
 use mergevq::io::data::{Augment, Loader};
+use mergevq::memory::Use;
 use mergevq::train::config::TrainConfig;
 use mergevq::train::tokenizer::Trainer;
 use mergevq::validate::int_in;
@@ -23,23 +25,24 @@ pub struct TrainBench {
 
 impl TrainBench {
     pub fn records(&self) -> Result<Vec<Record>> {
-        Ok(vec![train(&self.config, self.batch, self.common.runs())?])
+        Ok(vec![train(&self.config, self.batch, self.common.runs(), self.common.large)?])
     }
 }
 
-pub fn train(config: &Path, batch: usize, runs: usize) -> Result<Record> {
+pub fn train(config: &Path, batch: usize, runs: usize, large: LargeArgs) -> Result<Record> {
     let mut cfg = TrainConfig::load(config)?;
     cfg.data.batch_size = batch;
     cfg.optim.accumulate = 1;
     // Every loss on from the first step (the discriminator too).
     cfg.loss.disc_start = 0;
+    large.tokenizer(&cfg.tokenizer, batch, Use::Training)?;
     cfg.run.out_dir = std::env::temp_dir().join(format!("mergevq-bench-train-{}", std::process::id()));
     let mut t = Trainer::new(cfg.clone(), false)?;
     let res = cfg.tokenizer.ddconfig.resolution as u32;
     let loader = Loader {
         source: t.train_source(),
-        augment: Augment { resolution: res, random_crop: false, flip: false, pad: cfg.data.pad },
-        strong: Augment { resolution: res, random_crop: true, flip: true, pad: cfg.data.pad },
+        augment: Augment { resolution: res, random_crop: false, flip: false, preprocess: cfg.tokenizer.preprocess },
+        strong: Augment { resolution: res, random_crop: true, flip: true, preprocess: cfg.tokenizer.preprocess },
         batch,
         seed: 0,
         skipped: Default::default(),

@@ -9,8 +9,10 @@ use burn::prelude::*;
 use mergevq::ar::generator::Generator;
 use mergevq::ar::sample::{generate, SampleOpts};
 use mergevq::eval::metrics::{psnr, ssim};
+use mergevq::eval::plot::LinePlot;
 use mergevq::io::data::Augment;
 use mergevq::io::image::{decode_image, merge_map, rgb_to_tensor, save_png, tensor_to_rgb};
+use mergevq::io::preprocess::Preprocess;
 use mergevq::tokenizer::config::TokenizerConfig;
 use mergevq::tokenizer::tome::KeepPlan;
 use mergevq::tokenizer::Tokenizer;
@@ -105,14 +107,14 @@ impl Models {
     }
 }
 
-/// The bundled test images (sorted by name), centre-cropped to the tokenizer's resolution:
+/// The bundled test images (sorted by name), brought to the tokenizer's resolution by its `preprocess`:
 /// one [1, 3, H, W] tensor each.
-fn test_images(res: usize, device: &Device) -> Result<Vec<Tensor<4>>> {
+fn test_images(res: usize, preprocess: Preprocess, device: &Device) -> Result<Vec<Tensor<4>>> {
     let dir = asset("assets/demo/images")?;
     let mut files: Vec<PathBuf> =
         mergevq::io::fs::list_dir(&dir)?.into_iter().filter(|p| p.extension().is_some_and(|e| e == "png")).collect();
     files.sort();
-    let aug = Augment { resolution: res as u32, random_crop: false, flip: false, pad: true };
+    let aug = Augment { resolution: res as u32, random_crop: false, flip: false, preprocess };
     let mut rng = StdRng::seed_from_u64(0);
     files
         .iter()
@@ -128,7 +130,7 @@ fn test_images(res: usize, device: &Device) -> Result<Vec<Tensor<4>>> {
 /// per K) and rate_distortion.png.
 fn reconstructions(m: &Models, out: &Path) -> Result<Vec<KRow>> {
     let res = m.tok.cfg.ddconfig.resolution;
-    let pixels = test_images(res, &m.tok.device())?;
+    let pixels = test_images(res, m.tok.cfg.preprocess, &m.tok.device())?;
     let n = pixels.len();
     let x = Tensor::cat(pixels, 0);
     let cands = &m.generator.cfg.candidates;
@@ -149,7 +151,8 @@ fn reconstructions(m: &Models, out: &Path) -> Result<Vec<KRow>> {
     }
     save_png(&upscale(&grid, 3), &out.join("reconstructions.png"))?;
     let rd: Vec<(f64, f64)> = rows.iter().map(|r| (r.k as f64, r.psnr)).collect();
-    save_png(&mergevq::eval::plot::line_plot(&[rd], 480, 300), &out.join("rate_distortion.png"))?;
+    let plot = LinePlot::new("kept tokens K", "PSNR (dB)").with("bundled tokenizer", rd).render(560, 340)?;
+    save_png(&plot, &out.join("rate_distortion.png"))?;
     Ok(rows)
 }
 

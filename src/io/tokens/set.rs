@@ -1,9 +1,7 @@
-//! The tokens file `encode` writes and `decode` reads: safetensors with `indices` [B, K] and
-//! `group` [B, L] (int64), and the codebook size and resolution in the metadata; and the token
-//! set `extract-tokens` writes for AR training.
-use crate::io::data::{Augment, Loader, Source};
-use crate::io::safetensors::parse;
-use crate::io::token_tables::{below, candidates, codes_fit, column, number, rows, MAX_BITS};
+//! The token set `extract-tokens` writes for AR training: per image the full raster of codes,
+//! the group map, the kept count K and the class label.
+use super::check::{check_bits, check_codes, check_group, check_len, meta_num, read_i64, rows, to_groups};
+use crate::io::data::{Loader, Source};
 use crate::tokenizer::tome::KeepPlan;
 use crate::tokenizer::Tokenizer;
 use anyhow::{anyhow, bail, Context, Result};
@@ -15,56 +13,6 @@ use safetensors::{Dtype, SafeTensors};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct TokensFile {
-    /// LFQ bits per token (codebook size 2^bits).
-    pub bits: usize,
-    pub resolution: usize,
-    pub indices: Vec<Vec<i64>>,
-    /// For each image, the kept token (0..K) of each of the L grid positions.
-    pub group: Vec<Vec<usize>>,
-}
-
-impl TokensFile {
-    pub fn save(&self, path: &Path) -> Result<()> {
-        let b = self.indices.len();
-        let (k, l) = (self.indices[0].len(), self.group[0].len());
-        let idx: Vec<u8> = self.indices.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
-        let grp: Vec<u8> = self.group.iter().flatten().flat_map(|&v| (v as i64).to_le_bytes()).collect();
-        let views = vec![
-            ("indices".to_string(), TensorView::new(Dtype::I64, vec![b, k], &idx)?),
-            ("group".to_string(), TensorView::new(Dtype::I64, vec![b, l], &grp)?),
-        ];
-        let meta: HashMap<String, String> = [
-            ("bits".to_string(), self.bits.to_string()),
-            ("resolution".to_string(), self.resolution.to_string()),
-            ("format".to_string(), "mergevq-tokens-1".to_string()),
-        ]
-        .into();
-        crate::io::atomic::atomic_write(path, &safetensors::serialize(views, Some(meta))?)
-    }
-
-    /// Reads a tokens file [`save`](Self::save) wrote, checked: B ≥ 1 images, K ≥ 1 codes of
-    /// `bits` bits and L group entries (each a kept token 0..K) per image.
-    pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read tokens file {}", path.display()))?;
-        let bad = |why: String| anyhow!("{} is not a mergevq tokens file: {why}", path.display());
-        let (st, meta) = parse(&bytes).map_err(|e| bad(e.to_string()))?;
-        let bits = number(&meta, "bits", 1, MAX_BITS).map_err(bad)?;
-        let resolution = number(&meta, "resolution", 1, usize::MAX).map_err(bad)?;
-        let indices = rows(&st, "indices", None).map_err(bad)?;
-        if indices.is_empty() {
-            return Err(bad("it holds no images".into()));
-        }
-        codes_fit(&indices, bits, "code").map_err(bad)?;
-        let k = indices[0].len();
-        let group = rows(&st, "group", Some(indices.len()))
-            .and_then(|g| g.iter().map(|r| below(r, k, "group entry")).collect())
-            .map_err(bad)?;
-        Ok(Self { bits, resolution, indices, group })
-    }
-}
 
 /// A tokenized data set for AR training (`extract-tokens`): per image the full raster of L
 /// codes (each position carries the code of the kept token that absorbed it), the group map,
@@ -90,7 +38,7 @@ impl TokenSet {
         self.codes.is_empty()
     }
 
-    /// Index of image i's K among the candidates.
+    /// Index of image i's K among the candidates (a loaded set has every K among them).
     pub fn merge_index(&self, i: usize) -> usize {
         self.candidates.iter().position(|&k| k == self.keep[i]).unwrap_or(0)
     }
@@ -111,16 +59,7 @@ impl TokenSet {
         let (candidates, cum_prob) = kept_candidates(tok, keep)?;
         let n = n.min(source.len());
         let ks: Vec<usize> = (0..n).map(|i| draw_keep(seed, i, &candidates, &cum_prob)).collect();
-        let aug =
-            Augment { resolution: tok.cfg.ddconfig.resolution as u32, random_crop: false, flip: false, pad: true };
-        let loader = Loader {
-            source: source.clone(),
-            augment: aug.clone(),
-            strong: aug,
-            batch: 1,
-            seed,
-            skipped: Default::default(),
-        };
+        let loader = Loader::in_order(source.clone(), tok.cfg.ddconfig.resolution as u32, tok.cfg.preprocess, 1);
         let mut set = Self {
             bits: tok.cfg.embed_dim,
             candidates: candidates.clone(),
@@ -167,7 +106,9 @@ impl TokenSet {
         Ok(())
     }
 
+    /// Writes the set (atomically) after checking it (see [`TokenSet::validate`]).
     pub fn save(&self, path: &Path) -> Result<()> {
+        self.validate().with_context(|| format!("token set for {} is inconsistent", path.display()))?;
         let n = self.len();
         let l = self.codes.first().map(|c| c.len()).unwrap_or(0);
         let i64s = |v: Vec<i64>| -> Vec<u8> { v.into_iter().flat_map(|x| x.to_le_bytes()).collect() };
@@ -192,41 +133,107 @@ impl TokenSet {
         crate::io::atomic::atomic_write(path, &safetensors::serialize(views, Some(meta))?)
     }
 
-    /// Reads a token set [`save`](Self::save) wrote, checked: N images of L codes of `bits`
-    /// bits, their group maps (each entry a kept token 0..K), K among the candidates and
-    /// labels 0..classes.
+    /// Reads and checks a token set; an error names the file and the first entry at fault.
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read tokens {}", path.display()))?;
-        let bad = |why: String| anyhow!("{} is not a mergevq token set (from extract-tokens): {why}", path.display());
-        let (st, meta) = parse(&bytes).map_err(|e| bad(e.to_string()))?;
+        let bad =
+            |e: anyhow::Error| anyhow!("{} is not a mergevq token set (from extract-tokens): {e}", path.display());
+        let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.into()))?;
+        let meta = meta.metadata().clone().unwrap_or_default();
         if meta.get("format").map(|s| s.as_str()) != Some("mergevq-tokenset-1") {
-            bail!(bad("missing format tag".into()));
+            return Err(bad(anyhow!("missing format tag")));
         }
-        Self::read_tables(&st, &meta).map_err(bad)
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.into()))?;
+        let set = Self::parse(&st, &meta).map_err(bad)?;
+        set.validate().map_err(|e| anyhow!("token set {} is invalid: {e}", path.display()))?;
+        Ok(set)
     }
 
-    /// The tables and metadata of a token set, checked against each other.
-    fn read_tables(st: &SafeTensors, meta: &HashMap<String, String>) -> Result<Self, String> {
-        let (bits, classes) = (number(meta, "bits", 1, MAX_BITS)?, number(meta, "classes", 1, usize::MAX)?);
-        let candidates = candidates(meta)?;
-        let codes = rows(st, "codes", None)?;
-        codes_fit(&codes, bits, "code")?;
-        let n = codes.len();
-        let labels = below(&column(st, "labels", n)?, classes, "label")?;
-        let keep = column(st, "keep", n)?;
-        let keep: Vec<usize> = below(&keep, usize::MAX, "kept count")?;
-        if let Some(k) = keep.iter().find(|k| !candidates.contains(k)) {
-            return Err(format!("kept count {k} is not among the candidates {candidates:?}"));
+    /// The fields of the file, unchecked.
+    fn parse(st: &SafeTensors, meta: &HashMap<String, String>) -> Result<Self> {
+        let (codes, codes_shape) = read_i64(st, "codes", 2)?;
+        let (group, group_shape) = read_i64(st, "group", 2)?;
+        let (keep, _) = read_i64(st, "keep", 1)?;
+        let (labels, _) = read_i64(st, "labels", 1)?;
+        let cands = meta.get("candidates").ok_or_else(|| anyhow!("no `candidates` in the metadata"))?;
+        let nonneg = |v: Vec<i64>, what: &str| -> Result<Vec<usize>> {
+            v.into_iter()
+                .enumerate()
+                .map(|(i, x)| usize::try_from(x).map_err(|_| anyhow!("image {i}: `{what}` {x} is negative")))
+                .collect()
+        };
+        Ok(Self {
+            bits: meta_num(meta, "bits")?,
+            classes: meta_num(meta, "classes")?,
+            candidates: cands
+                .split(',')
+                .map(|c| c.trim().parse().map_err(|_| anyhow!("`candidates` = `{cands}` is not a list of numbers")))
+                .collect::<Result<_>>()?,
+            codes: rows(&codes, &codes_shape, "codes")?,
+            group: to_groups(rows(&group, &group_shape, "group")?)?,
+            keep: nonneg(keep, "keep")?,
+            labels: nonneg(labels, "labels")?,
+        })
+    }
+
+    /// Checks the set is consistent: distinct candidates ≥ 1; `codes`, `group`, `keep` and
+    /// `labels` for the same images; rows of one length L ≥ 1; every code in the codebook
+    /// (0..2^bits), label below `classes`, K among the candidates and ≤ L, group entry a kept
+    /// token (0..K), and positions of one group carrying one code.
+    pub fn validate(&self) -> Result<()> {
+        check_bits(self.bits)?;
+        if self.classes == 0 {
+            bail!("classes is 0");
         }
-        let group = rows(st, "group", Some(n))?
-            .iter()
-            .zip(&keep)
-            .map(|(g, &k)| below(g, k, "group entry"))
-            .collect::<Result<Vec<_>, _>>()?;
-        if group.first().is_some_and(|g| g.len() != codes[0].len()) {
-            return Err(format!("`group` has {} columns, `codes` {}", group[0].len(), codes[0].len()));
+        let n = self.len();
+        for (what, len) in [("group", self.group.len()), ("keep", self.keep.len()), ("labels", self.labels.len())] {
+            if len != n {
+                bail!("`codes` has {n} images but `{what}` has {len}");
+            }
         }
-        Ok(Self { bits, candidates, codes, group, keep, labels, classes })
+        let l = self.codes.first().map_or(usize::MAX, Vec::len);
+        if l == 0 {
+            bail!("`codes` has no tokens per image");
+        }
+        check_len(&self.codes, l, "codes")?;
+        check_len(&self.group, l, "group")?;
+        self.check_candidates(l)?;
+        check_codes(&self.codes, self.bits, "codes")?;
+        (0..n).try_for_each(|i| self.check_image(i))
+    }
+
+    /// Checks the candidates are distinct kept counts in 1..=L.
+    fn check_candidates(&self, l: usize) -> Result<()> {
+        let c = &self.candidates;
+        if c.is_empty() || c.iter().any(|&k| k == 0 || k > l) {
+            bail!("kept-count candidates {c:?} must be a non-empty list of values in 1..={l}");
+        }
+        if (1..c.len()).any(|i| c[..i].contains(&c[i])) {
+            bail!("kept-count candidates {c:?} repeat a value");
+        }
+        Ok(())
+    }
+
+    /// Checks image i's label, K and group map.
+    fn check_image(&self, i: usize) -> Result<()> {
+        let (label, k) = (self.labels[i], self.keep[i]);
+        if label >= self.classes {
+            bail!("image {i}: label {label} is not below the {} classes", self.classes);
+        }
+        if !self.candidates.contains(&k) {
+            bail!("image {i}: K = {k} is not among the kept-count candidates {:?}", self.candidates);
+        }
+        check_group(i, &self.group[i], k)?;
+        let mut code_of = vec![None; k];
+        for (p, (&g, &c)) in self.group[i].iter().zip(&self.codes[i]).enumerate() {
+            match code_of[g] {
+                Some(first) if first != c => {
+                    bail!("image {i}, position {p}: code {c} differs from {first}, the code of its group {g}")
+                }
+                _ => code_of[g] = Some(c),
+            }
+        }
+        Ok(())
     }
 }
 

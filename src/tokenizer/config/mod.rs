@@ -1,9 +1,16 @@
 //! Tokenizer configuration: the reference's `ddconfig` fields, as TOML, or read from the
 //! official YAML configs (`model.init_args.{ddconfig, n_embed, embed_dim, k2lconfig}`).
 use super::tome::CandDistribution;
-use anyhow::{anyhow, bail, Context, Result};
+use crate::io::preprocess::Preprocess;
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+
+mod memory;
+mod validate;
+mod yaml;
+
+pub use validate::MAX_BITS;
 
 /// A field that the reference accepts as a flag or as a value (e.g. `isotropic: 768`).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -67,6 +74,9 @@ fn three() -> usize {
 fn eight() -> usize {
     8
 }
+fn one_f() -> f64 {
+    1.0
+}
 
 #[derive(Clone, Debug, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -99,6 +109,15 @@ pub struct TokenizerConfig {
     pub token_factorization: bool,
     #[serde(default)]
     pub factorized_bits: Option<[usize; 2]>,
+    /// Weight of the per-sample entropy in the LFQ entropy loss (minimized).
+    #[serde(default = "one_f")]
+    pub sample_minimization_weight: f64,
+    /// Weight of the codebook (batch) entropy in the LFQ entropy loss (maximized).
+    #[serde(default = "one_f")]
+    pub batch_maximization_weight: f64,
+    /// How inputs of another size than the resolution become model inputs (default `pad`).
+    #[serde(default)]
+    pub preprocess: Preprocess,
 }
 
 impl TokenizerConfig {
@@ -109,72 +128,10 @@ impl TokenizerConfig {
         let cfg: Self = if ext == "yaml" || ext == "yml" {
             Self::from_yaml(&text).with_context(|| format!("bad config {}", path.display()))?
         } else {
-            toml::from_str(&text).map_err(|e| anyhow!("bad config {}: {}", path.display(), e.message()))?
+            toml::from_str(&text).map_err(|e| crate::validate::toml_error(path, &text, &e))?
         };
         cfg.validate().with_context(|| format!("bad config {}", path.display()))?;
         Ok(cfg)
-    }
-
-    fn from_yaml(text: &str) -> Result<Self> {
-        let v: serde_yaml::Value = serde_yaml::from_str(text)?;
-        let args = v
-            .get("model")
-            .and_then(|m| m.get("init_args"))
-            .ok_or_else(|| anyhow!("no model.init_args section (is this a MergeVQ stage-1 config?)"))?;
-        let field = |k: &str| args.get(k).cloned().ok_or_else(|| anyhow!("model.init_args has no `{k}`"));
-        let ddconfig: DdConfig =
-            serde_yaml::from_value(field("ddconfig")?).map_err(|e| anyhow!("model.init_args.ddconfig: {e}"))?;
-        let k2lconfig: K2lConfig = match args.get("k2lconfig") {
-            Some(serde_yaml::Value::Null) | None => K2lConfig::default(),
-            Some(k) => serde_yaml::from_value(k.clone()).map_err(|e| anyhow!("model.init_args.k2lconfig: {e}"))?,
-        };
-        let n_embed = serde_yaml::from_value(field("n_embed")?).map_err(|e| anyhow!("n_embed: {e}"))?;
-        let embed_dim = serde_yaml::from_value(field("embed_dim")?).map_err(|e| anyhow!("embed_dim: {e}"))?;
-        let token_factorization = args.get("token_factorization").and_then(|v| v.as_bool()).unwrap_or(false);
-        Ok(Self { ddconfig, k2lconfig, n_embed, embed_dim, token_factorization, factorized_bits: None })
-    }
-
-    pub fn validate(&self) -> Result<()> {
-        let d = &self.ddconfig;
-        if d.ch_mult.is_empty() {
-            bail!("ch_mult is empty");
-        }
-        if self.n_embed != 1u64 << self.embed_dim {
-            bail!("n_embed {} must be 2^embed_dim (embed_dim {})", self.n_embed, self.embed_dim);
-        }
-        if d.z_channels != self.embed_dim {
-            bail!("z_channels {} must equal embed_dim {} (LFQ quantizes every channel)", d.z_channels, self.embed_dim);
-        }
-        let down = 1usize << (d.ch_mult.len() - 1);
-        if !d.resolution.is_multiple_of(down) || d.resolution == 0 {
-            bail!("resolution {} is not divisible by the downsampling factor {down}", d.resolution);
-        }
-        for m in &d.ch_mult {
-            if !(d.ch * m).is_multiple_of(32) {
-                bail!("ch*ch_mult = {} is not divisible by 32 (GroupNorm(32))", d.ch * m);
-            }
-        }
-        if d.merge_num.is_none() && d.merge_ratio.is_none() {
-            bail!("set merge_num (tokens merged away; 0 for plain LFQ) or merge_ratio");
-        }
-        if let Some(n) = d.merge_num {
-            let l = (d.resolution / down).pow(2) as i64;
-            if n < 0 || n >= l {
-                bail!("merge_num {n} must be in 0..{l} (the encoder makes {l} tokens)");
-            }
-            let k = l - n;
-            let s = (k as f64).sqrt() as i64;
-            if s * s != k {
-                bail!("merge_num {n} keeps K={k} tokens, which is not a perfect square");
-            }
-        }
-        if self.token_factorization {
-            let [a, b] = self.factorized_bits.unwrap_or([self.embed_dim / 2, self.embed_dim - self.embed_dim / 2]);
-            if a + b != self.embed_dim {
-                bail!("factorized_bits {a}+{b} must add up to embed_dim {}", self.embed_dim);
-            }
-        }
-        Ok(())
     }
 
     /// Encoder width: ch·ch_mult[-1], or the isotropic width when given as a number > 1.

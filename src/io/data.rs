@@ -1,7 +1,7 @@
 //! Training data: image folders (one sub-folder per class) and Fashion-MNIST idx files,
 //! deterministic augmentation, and a prefetching loader that decodes batches in parallel.
 use crate::io::preprocess::{pad_centre, resize_shorter, Preprocess};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use image::{imageops::FilterType, RgbImage};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -158,8 +158,7 @@ impl Source for ImageFolder {
     }
     fn get(&self, i: usize) -> Result<(RgbImage, usize)> {
         let (path, label) = &self.files[i];
-        let img = image::ImageReader::open(path)?.with_guessed_format()?.decode().map_err(|e| anyhow!("{e}"))?;
-        Ok((img.to_rgb8(), *label))
+        Ok((crate::io::image::decode_image(path)?, *label))
     }
     fn classes(&self) -> usize {
         self.classes.len()

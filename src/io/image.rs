@@ -1,4 +1,5 @@
 //! Images in and out: decode PNG/JPEG into [-1, 1] tensors, write PNG/JPEG, draw merge maps.
+use crate::io::guard::guarded_decode;
 use crate::io::marker::{image_format, Format};
 use crate::io::output::Outputs;
 use crate::io::preprocess::{fit, Preprocess};
@@ -19,12 +20,7 @@ pub fn load_image(
     if !path.exists() {
         bail!("image {} does not exist", path.display());
     }
-    let img = image::ImageReader::open(path)
-        .with_context(|| format!("cannot open {}", path.display()))?
-        .with_guessed_format()?
-        .decode()
-        .map_err(|e| anyhow!("{} is not a readable image: {e}", path.display()))?
-        .to_rgb8();
+    let img = decode_image(path)?;
     let (w, h) = img.dimensions();
     let r = resolution as u32;
     let note = match (w, h) {
@@ -33,6 +29,25 @@ pub fn load_image(
         _ => Some(format!("{} is {w}×{h}: resized (shorter side) and centre-cropped to {r}×{r}", path.display())),
     };
     Ok((rgb_to_tensor(&fit(&img, r, how, FilterType::CatmullRom), device), note))
+}
+
+/// Decodes the PNG or JPEG file `path` (format from its bytes) as RGB: the one place images
+/// are decoded. The decoder runs under the `image` crate's memory limits and behind
+/// [`guarded_decode`], so hostile bytes give an error naming the file, never a panic.
+pub fn decode_image(path: &Path) -> Result<RgbImage> {
+    let img = guarded_decode(path, || {
+        image::ImageReader::open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?
+            .with_guessed_format()
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .decode()
+            .map_err(|e| anyhow!("{} is not a readable image: {e}", path.display()))
+    })?
+    .to_rgb8();
+    if img.width() == 0 || img.height() == 0 {
+        bail!("{} is an empty ({}×{}) image", path.display(), img.width(), img.height());
+    }
+    Ok(img)
 }
 
 pub fn rgb_to_tensor(img: &RgbImage, device: &Device) -> Tensor<4> {

@@ -3,6 +3,7 @@ pub mod atomic;
 pub mod ckpt;
 pub mod data;
 pub mod fs;
+pub mod guard;
 pub mod image;
 pub mod marker;
 pub mod output;

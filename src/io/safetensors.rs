@@ -3,7 +3,8 @@ use crate::io::marker::{Format, Marker};
 use crate::io::output::Outputs;
 use crate::io::weights::HostTensor;
 use anyhow::{anyhow, bail, Context, Result};
-use safetensors::{Dtype, SafeTensors};
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensorError, SafeTensors};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -43,8 +44,7 @@ pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, HostTensor>> {
 /// Reads every tensor of a safetensors file: floats as f32, integers as i64.
 pub fn read_safetensors_typed(path: &Path) -> Result<BTreeMap<String, TypedTensor>> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let st = SafeTensors::deserialize(&bytes)
-        .map_err(|e| anyhow!("{} is not a valid safetensors file: {e}", path.display()))?;
+    let (st, _) = parse(&bytes).map_err(|e| anyhow!("{} is not a valid safetensors file: {e}", path.display()))?;
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
         let shape = view.shape().to_vec();
@@ -54,6 +54,21 @@ pub fn read_safetensors_typed(path: &Path) -> Result<BTreeMap<String, TypedTenso
         out.insert(name, t);
     }
     Ok(out)
+}
+
+/// Parses safetensors `bytes` into its tensors and its metadata strings (empty without any).
+/// The crate checks the header against the bytes (sizes, offsets, shapes that overflow).
+pub fn parse(bytes: &[u8]) -> Result<(SafeTensors<'_>, HashMap<String, String>), SafeTensorError> {
+    let (_, header) = SafeTensors::read_metadata(bytes)?;
+    Ok((SafeTensors::deserialize(bytes)?, header.metadata().clone().unwrap_or_default()))
+}
+
+/// The values of an f32 tensor; `None` for another dtype.
+pub fn f32_values(view: &TensorView) -> Option<Vec<f32>> {
+    match typed(view.shape().to_vec(), view.dtype(), view.data())? {
+        TypedTensor::F32(t) if view.dtype() == Dtype::F32 => Some(t.data),
+        _ => None,
+    }
 }
 
 /// Decodes little-endian tensor bytes; `None` for a dtype we do not read.
@@ -90,7 +105,6 @@ pub fn write_safetensors(
     marker: Marker,
     out: &Outputs,
 ) -> Result<()> {
-    use safetensors::tensor::TensorView;
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
         .iter()
         .map(|(k, t)| (k.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect(), t.shape.clone()))

@@ -4,10 +4,11 @@
 use super::config::RunConfig;
 use crate::io::marker::{Format, Marker};
 use crate::io::output::Outputs;
+use crate::io::safetensors::{f32_values, parse};
 use crate::io::weights::HostTensor;
 use anyhow::{anyhow, bail, Context, Result};
 use safetensors::tensor::TensorView;
-use safetensors::{Dtype, SafeTensors};
+use safetensors::Dtype;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -62,21 +63,24 @@ impl Checkpoint {
         out.write(path, Format::Safetensors(Self::MARKER), &safetensors::serialize(views, Some(meta))?)
     }
 
+    /// Reads a checkpoint [`save`](Self::save) wrote: f32 tensors named `<group>/<name>`,
+    /// all finite, and the counters as a JSON object in the metadata.
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read checkpoint {}", path.display()))?;
         let bad = |e: String| anyhow!("{} is not a mergevq training checkpoint: {e}", path.display());
-        let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
-        let meta = header
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get(Self::MARKER.key))
-            .ok_or_else(|| bad("no checkpoint metadata".into()))?;
+        let (st, meta) = parse(&bytes).map_err(|e| bad(e.to_string()))?;
+        let meta = meta.get(Self::MARKER.key).ok_or_else(|| bad("no checkpoint metadata".into()))?;
         let meta: serde_json::Value = serde_json::from_str(meta).map_err(|e| bad(e.to_string()))?;
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+        if !meta.is_object() {
+            return Err(bad(format!("its metadata `{meta}` is not a JSON object")));
+        }
         let mut groups: BTreeMap<String, BTreeMap<String, HostTensor>> = BTreeMap::new();
         for (key, view) in st.tensors() {
             let (g, name) = key.split_once('/').ok_or_else(|| bad(format!("tensor `{key}` has no group")))?;
-            let data = view.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+            let data = f32_values(&view).ok_or_else(|| bad(format!("tensor `{key}` is not f32")))?;
+            if let Some(v) = data.iter().find(|v| !v.is_finite()) {
+                return Err(bad(format!("tensor `{key}` holds {v}")));
+            }
             groups
                 .entry(g.to_string())
                 .or_default()

@@ -71,8 +71,8 @@ impl TokensFile {
         Ok(Self {
             bits: meta_num(meta, "bits")?,
             resolution: meta_num(meta, "resolution")?,
-            indices: rows(&idx, &idx_shape),
-            group: to_groups(rows(&grp, &grp_shape))?,
+            indices: rows(&idx, &idx_shape, "indices")?,
+            group: to_groups(rows(&grp, &grp_shape, "group")?)?,
         })
     }
 

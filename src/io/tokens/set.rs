@@ -174,8 +174,8 @@ impl TokenSet {
                 .split(',')
                 .map(|c| c.trim().parse().map_err(|_| anyhow!("`candidates` = `{cands}` is not a list of numbers")))
                 .collect::<Result<_>>()?,
-            codes: rows(&codes, &codes_shape),
-            group: to_groups(rows(&group, &group_shape))?,
+            codes: rows(&codes, &codes_shape, "codes")?,
+            group: to_groups(rows(&group, &group_shape, "group")?)?,
             keep: nonneg(keep, "keep")?,
             labels: nonneg(labels, "labels")?,
         })

@@ -11,7 +11,7 @@ use mergevq::ar::sample::{generate, SampleOpts};
 use mergevq::eval::metrics::{psnr, ssim};
 use mergevq::eval::plot::LinePlot;
 use mergevq::io::data::Augment;
-use mergevq::io::image::{merge_map, rgb_to_tensor, save_image, tensor_to_rgb};
+use mergevq::io::image::{decode_image, merge_map, rgb_to_tensor, save_image, tensor_to_rgb};
 use mergevq::io::marker::Format;
 use mergevq::io::output::Outputs;
 use mergevq::io::preprocess::Preprocess;
@@ -133,8 +133,8 @@ fn test_images(res: usize, preprocess: Preprocess, device: &Device) -> Result<Ve
     files
         .iter()
         .map(|f| {
-            let img = image::open(f).map_err(|e| anyhow!("bundled image {} is unreadable: {e}", f.display()))?;
-            Ok(rgb_to_tensor(&aug.apply(&img.to_rgb8(), &mut rng), device))
+            let img = decode_image(f).context("a bundled image is unreadable")?;
+            Ok(rgb_to_tensor(&aug.apply(&img, &mut rng), device))
         })
         .collect()
 }

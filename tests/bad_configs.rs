@@ -188,19 +188,19 @@ const CASES: &[Case] = &[
 /// The training sections of a train-tokenizer config on a data folder that is never read (the
 /// config is refused first); its [tokenizer] is configs/tiny_32.toml.
 const TRAIN: &str = r#"
-[data]
-source = "folder"
-path = "data"
-batch_size = 3
+[run]
+out_dir = "OUT_DIR"
+steps = 6
 [optim]
 lr = 3e-4
 clip = 5.0
 [loss]
 perceptual_weight = 0.0
 disc_ndf = 8
-[run]
-out_dir = "OUT_DIR"
-steps = 6
+[data]
+source = "folder"
+path = "data"
+batch_size = 3
 "#;
 
 fn base(kind: Kind) -> (String, &'static str) {

@@ -367,7 +367,18 @@ def tiny_model(device, gen_loss_weight=0.1):
     return model
 
 
-def bench_train_step(ctx, only, emit):
+def official_train_model(ref, device):
+    """The official GR_d64 config (gpu_s1 YAML) as trained: its loss config as written
+    (VQLPIPSWithDiscriminator, disc_start 0), recovery model on, no DINOv2 teacher, no EMA."""
+    from taming.models.lfqgan_rep import MergeVQModel
+    init = dict(load_yaml(os.path.join(ref, TOKENIZER_CONFIGS["GR_d64"]))["model"]["init_args"])
+    init["ddconfig"] = dict(init["ddconfig"], model_path=None)
+    init.update(pretrain_teacher=None, use_ema=False, ckpt_path=None)
+    torch.manual_seed(0)
+    return MergeVQModel(**init).to(device)
+
+
+def bench_train_step(ctx, ref, only, emit):
     """One full training step of MergeVQModel.training_step (accumulate_grad_batches=1, no
     gradient clipping, no EMA, no Lightning trainer), batch 8 of uniform(-1,1) 32x32 images:
       generator: model(x) = encode (CNN + ToMe + LFQ in train mode: entropy loss with
@@ -379,22 +390,27 @@ def bench_train_step(ctx, only, emit):
       discriminator: loss(optimizer_idx=1) = hinge D loss on D(x) and D(xrec.detach())
         + 0.01 * LeCAM regulariser (its EMA update does two .item()); opt_disc.zero_grad();
         backward; Adam.step().
+      `train_step.GR_d64.b2`: the same step on the official GR_d64 config (see
+        official_train_model), batch 2 of 256x256 images.
       No class-token loss (no x_aug/label, no DINOv2 teacher). The merge count is fixed
       (K = 36): update_encoder_merge_ratio's re-sampling is not called.
       `.adaptive`: gen_loss_weight=None, i.e. the reference's calculate_adaptive_weight
       (autograd.grad of nll and g loss w.r.t. decoder.conv_out.weight, retain_graph)."""
-    for name, glw in (("train_step.tiny.b8", 0.1), ("train_step.tiny.b8.adaptive", None)):
+    runs = [("train_step.tiny.b8", 8, 32, lambda: tiny_model(ctx.device, gen_loss_weight=0.1)),
+            ("train_step.tiny.b8.adaptive", 8, 32, lambda: tiny_model(ctx.device, gen_loss_weight=None)),
+            ("train_step.GR_d64.b2", 2, 256, lambda: official_train_model(ref, ctx.device))]
+    for name, batch, res, build in runs:
         if not selected(name, only):
             continue
         try:
-            model = tiny_model(ctx.device, gen_loss_weight=glw).train()
+            model = build().train()
             opt_gen = torch.optim.Adam(list(model.encoder.parameters()) +
                                        list(model.decoder.parameters()) +
                                        list(model.quantize.parameters()), lr=1e-4, betas=(0.5, 0.9))
             opt_disc = torch.optim.Adam(model.loss.discriminator.parameters(), lr=1e-4,
                                         betas=(0.5, 0.9))
             torch.manual_seed(0)
-            x = torch.rand(8, 3, 32, 32, device=ctx.device) * 2 - 1
+            x = torch.rand(batch, 3, res, res, device=ctx.device) * 2 - 1
             last = model.get_last_layer()
 
             def step():
@@ -707,7 +723,7 @@ def main():
     t0 = time.time()
     bench_tome(ctx, only, emit)
     bench_lfq(ctx, only, emit)
-    bench_train_step(ctx, only, emit)
+    bench_train_step(ctx, args.ref, only, emit)
     bench_ar(ctx, only, emit)
     bench_tokenizer(ctx, args.ref, only, emit)
     doc["total_s"] = time.time() - t0

@@ -164,7 +164,7 @@ impl AllBench {
             }
         }
         if !self.no_train {
-            out.push(train::train(Path::new("configs/train_fmnist_tiny.toml"), 8, runs, self.common.large)?);
+            out.push(train::train(Path::new("configs/train_fmnist_tiny.toml"), None, 8, runs, self.common.large)?);
         }
         let m = ArModel { dim: 256, layers: 8, heads: 8 };
         out.extend(ar::ar(&m, &[256, 1024], 1.0, runs)?);

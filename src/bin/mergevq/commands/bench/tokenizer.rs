@@ -76,7 +76,7 @@ pub fn tokenizer(
 }
 
 /// Short name of a config file for record names: mergevq_256_GR_d64.toml → GR_d64.
-fn config_tag(config: &Path) -> String {
+pub fn config_tag(config: &Path) -> String {
     let stem = config.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     stem.strip_prefix("mergevq_256_").unwrap_or(&stem).to_string()
 }

@@ -5,7 +5,9 @@ use super::{Common, Record};
 use crate::commands::large::LargeArgs;
 use anyhow::Result;
 use mergevq::io::data::{Augment, Loader};
+use mergevq::io::preprocess::Preprocess;
 use mergevq::memory::Use;
+use mergevq::tokenizer::config::TokenizerConfig;
 use mergevq::train::config::TrainConfig;
 use mergevq::train::run_dir::Start;
 use mergevq::train::tokenizer::Trainer;
@@ -20,18 +22,26 @@ pub struct TrainBench {
     config: PathBuf,
     #[arg(long, default_value_t = 8, value_parser = int_in(1, super::MAX_BATCH))]
     batch: usize,
+    /// Train this tokenizer config (TOML or official YAML) instead of the config's, on its data
+    /// resized to the tokenizer's resolution (e.g. the official GR_d64 at 256²).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
     #[command(flatten)]
     pub common: Common,
 }
 
 impl TrainBench {
     pub fn records(&self) -> Result<Vec<Record>> {
-        Ok(vec![train(&self.config, self.batch, self.common.runs(), self.common.large)?])
+        Ok(vec![train(&self.config, self.tokenizer.as_deref(), self.batch, self.common.runs(), self.common.large)?])
     }
 }
 
-pub fn train(config: &Path, batch: usize, runs: usize, large: LargeArgs) -> Result<Record> {
+pub fn train(config: &Path, tokenizer: Option<&Path>, batch: usize, runs: usize, large: LargeArgs) -> Result<Record> {
     let mut cfg = TrainConfig::load(config)?;
+    if let Some(path) = tokenizer {
+        cfg.tokenizer = TokenizerConfig { preprocess: Preprocess::Resize, ..TokenizerConfig::load(path)? };
+    }
+    let tag = tokenizer.map_or("tiny".into(), super::tokenizer::config_tag);
     cfg.data.batch_size = batch;
     cfg.optim.accumulate = 1;
     // Every loss on from the first step (the discriminator too).
@@ -52,7 +62,7 @@ pub fn train(config: &Path, batch: usize, runs: usize, large: LargeArgs) -> Resu
     let base = rss::reset();
     let times = time(runs, || t.train_step(std::slice::from_ref(&b)).map(|_| ()))?;
     let _ = std::fs::remove_dir_all(&cfg.run.out_dir);
-    let mut rec = Record::new(format!("train_step.tiny.b{batch}"), times);
+    let mut rec = Record::new(format!("train_step.{tag}.b{batch}"), times);
     rec.per_s = Some(batch as f64 / rec.median_s);
     rec.peak_mib = base.zip(rss::peak()).map(|(b, p)| p - b);
     rec.note = format!("{}: all losses, discriminator on", config.display());

@@ -120,14 +120,3 @@ pub fn merge_map(img: &RgbImage, group: &[usize], side: usize) -> RgbImage {
         image::Rgb([mix(0), mix(1), mix(2)])
     })
 }
-
-/// PSNR in dB of two images in [-1, 1] (computed on the 0–255 scale).
-pub fn psnr(a: &RgbImage, b: &RgbImage) -> f64 {
-    let mse: f64 = a.as_raw().iter().zip(b.as_raw()).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum::<f64>()
-        / a.as_raw().len() as f64;
-    if mse == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (255.0f64 * 255.0 / mse).log10()
-    }
-}

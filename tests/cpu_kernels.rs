@@ -14,17 +14,19 @@ const CASES: &[([usize; 4], usize, usize, usize, usize)] = &[
     ([3, 4, 5, 5], 7, 1, 1, 0),
     ([1, 6, 8, 8], 5, 4, 4, 0),
     ([1, 33, 40, 37], 17, 3, 1, 1),
+    ([2, 9, 5, 7], 8, 3, 1, 1),
+    ([1, 16, 4, 4], 12, 3, 1, 1),
     ([2, 40, 13, 21], 9, 1, 1, 0),
 ];
 
 fn max_diff(a: Tensor<4>, b: Tensor<4>) -> f32 {
-    let scale = b.clone().abs().max().into_scalar().max(1.0);
-    (a - b).abs().max().into_scalar() / scale
+    let scale = b.clone().abs().max().into_scalar::<f32>().max(1.0);
+    (a - b).abs().max().into_scalar::<f32>() / scale
 }
 
 fn max_diff1(a: Tensor<1>, b: Tensor<1>) -> f32 {
-    let scale = b.clone().abs().max().into_scalar().max(1.0);
-    (a - b).abs().max().into_scalar() / scale
+    let scale = b.clone().abs().max().into_scalar::<f32>().max(1.0);
+    (a - b).abs().max().into_scalar::<f32>() / scale
 }
 
 struct Grads {

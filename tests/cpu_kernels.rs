@@ -1,5 +1,7 @@
 //! The CPU convolution kernels against Burn's generic conv, values and gradients, on odd shapes:
-//! stride 1 and 2, 1×1, patchify, several tiles, and the portable matrix product.
+//! stride 1 and 2, 1×1, patchify, several tiles, Winograd tiles cut by odd edges, and the portable
+//! matrix product.
+#![cfg(feature = "flex")]
 use burn::prelude::*;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;

@@ -32,6 +32,12 @@ struct SendPtr(*mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// Output-position tiles: (image, first, last) covering every image.
 fn tiles(g: &Geom, rows: usize) -> Vec<(usize, usize, usize)> {
     let n = g.n_out();
@@ -61,10 +67,9 @@ pub fn forward(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32>
     let yp = SendPtr(y.as_mut_ptr());
     let lhs = Mat { ptr: w.as_ptr(), cs: 1, rs: rows as isize };
     work.par_iter().for_each(|&(b, p0, p1)| {
-        let yp = yp;
         let nt = p1 - p0;
         // SAFETY: each tile writes the columns [p0, p1) of its own image only.
-        let dst = unsafe { yp.0.add(b * g.c_out * n_out + p0) };
+        let dst = unsafe { yp.get().add(b * g.c_out * n_out + p0) };
         if let Some(bias) = bias {
             for (o, &bv) in bias.iter().enumerate().take(g.c_out) {
                 (0..nt).for_each(|j| unsafe { dst.add(o * n_out + j).write(bv) });

@@ -113,7 +113,9 @@ fn winograd_matches_the_direct_kernel() {
         let g = Geom::new(xd, [co, xd[1], 3, 3], 1, 1).unwrap();
         assert!(cpu::winograd::applies(&g));
         let fill = |n: usize, seed: u32| {
-            (0..n).map(|i| ((i as u32 * 2654435761 ^ seed) % 1000) as f32 / 500.0 - 1.0).collect::<Vec<_>>()
+            (0..n)
+                .map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
+                .collect::<Vec<_>>()
         };
         let (x, w, b) = (fill(xd.iter().product(), 1), fill(co * xd[1] * 9, 7), fill(co, 3));
         let fast = cpu::winograd::forward(&g, &x, &w, Some(&b));

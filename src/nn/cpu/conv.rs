@@ -15,14 +15,18 @@ thread_local! {
     static COL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` with a per-thread scratch buffer of at least `len` elements.
+/// Runs `f` with a per-thread scratch buffer of at least `len` elements. A thread that steals
+/// another tile while its own product waits (nested rayon) finds the buffer taken and uses a
+/// fresh one.
 fn with_col<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    COL.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.len() < len {
-            c.resize(len, 0.0);
+    COL.with(|c| match c.try_borrow_mut() {
+        Ok(mut c) => {
+            if c.len() < len {
+                c.resize(len, 0.0);
+            }
+            f(&mut c[..len])
         }
-        f(&mut c[..len])
+        Err(_) => f(&mut vec![0.0; len]),
     })
 }
 

@@ -111,8 +111,13 @@ pub fn forward(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32>
     blocks.par_iter().for_each(|&t0| {
         let n = tb.min(total - t0);
         BUF.with(|buf| {
-            let mut buf = buf.borrow_mut();
-            let (v, m) = &mut *buf;
+            // A tile stolen while this thread's product waits gets fresh buffers.
+            let mut fresh = (Vec::new(), Vec::new());
+            let mut held = buf.try_borrow_mut().ok();
+            let (v, m) = match held.as_deref_mut() {
+                Some(b) => (&mut b.0, &mut b.1),
+                None => (&mut fresh.0, &mut fresh.1),
+            };
             if v.len() < 16 * ci * n {
                 v.resize(16 * ci * n, 0.0);
             }

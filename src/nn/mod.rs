@@ -1,5 +1,7 @@
 //! The few layers the models are made of, holding weights in PyTorch layout so that
 //! state-dict names and shapes map one to one.
+#[cfg(feature = "flex")]
+pub mod cpu;
 pub mod fused;
 
 use crate::io::{scope::Scope, weights::Init};
@@ -103,6 +105,14 @@ impl Conv2d {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        #[cfg(feature = "flex")]
+        {
+            let [_, _, kh, kw] = self.weight.dims();
+            if self.groups == 1 && kh == kw && cpu::enabled(&x) {
+                let bias = self.bias.as_ref().map(|b| b.val());
+                return cpu::conv2d(x, self.weight.val(), bias, self.stride, self.padding);
+            }
+        }
         conv2d(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()), self.options())
     }
 

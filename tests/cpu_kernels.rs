@@ -1,0 +1,126 @@
+//! The CPU convolution kernels against Burn's generic conv, values and gradients, on odd shapes:
+//! stride 1 and 2, 1×1, patchify, several tiles, Winograd tiles cut by odd edges, and the portable
+//! matrix product.
+#![cfg(feature = "flex")]
+use burn::prelude::*;
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::Distribution;
+use mergevq::nn::cpu;
+
+/// (x dims, c_out, kernel, stride, padding)
+const CASES: &[([usize; 4], usize, usize, usize, usize)] = &[
+    ([2, 5, 7, 9], 6, 3, 1, 1),
+    ([1, 3, 8, 11], 4, 3, 2, 1),
+    ([2, 3, 9, 7], 5, 3, 2, 0),
+    ([3, 4, 5, 5], 7, 1, 1, 0),
+    ([1, 6, 8, 8], 5, 4, 4, 0),
+    ([1, 33, 40, 37], 17, 3, 1, 1),
+    ([2, 9, 5, 7], 8, 3, 1, 1),
+    ([1, 16, 4, 4], 12, 3, 1, 1),
+    ([2, 40, 13, 21], 9, 1, 1, 0),
+];
+
+fn max_diff(a: Tensor<4>, b: Tensor<4>) -> f32 {
+    let scale = b.clone().abs().max().into_scalar::<f32>().max(1.0);
+    (a - b).abs().max().into_scalar::<f32>() / scale
+}
+
+fn max_diff1(a: Tensor<1>, b: Tensor<1>) -> f32 {
+    let scale = b.clone().abs().max().into_scalar::<f32>().max(1.0);
+    (a - b).abs().max().into_scalar::<f32>() / scale
+}
+
+struct Grads {
+    y: Tensor<4>,
+    dx: Tensor<4>,
+    dw: Tensor<4>,
+    db: Tensor<1>,
+}
+
+/// Output and gradients of Σ(y·r) through the kernel (`fast`) or Burn's conv.
+fn run(fast: bool, x: &Tensor<4>, w: &Tensor<4>, b: &Tensor<1>, r: &Tensor<4>, s: usize, p: usize) -> Grads {
+    let (x, w, b) = (x.clone().require_grad(), w.clone().require_grad(), b.clone().require_grad());
+    let y = if fast {
+        cpu::conv2d(x.clone(), w.clone(), Some(b.clone()), s, p)
+    } else {
+        conv2d(x.clone(), w.clone(), Some(b.clone()), ConvOptions::new([s; 2], [p; 2], [1, 1], 1))
+    };
+    let grads = (y.clone() * r.clone()).sum().backward();
+    let (dx, dw, db) = (x.grad(&grads).unwrap(), w.grad(&grads).unwrap(), b.grad(&grads).unwrap());
+    Grads { y: y.inner(), dx, dw, db }
+}
+
+fn compare_all() {
+    let device = mergevq::device().autodiff();
+    for &(xd, co, k, s, p) in CASES {
+        let x = Tensor::<4>::random(xd, Distribution::Normal(0.0, 1.0), &device);
+        let w = Tensor::<4>::random([co, xd[1], k, k], Distribution::Normal(0.0, 0.3), &device);
+        let b = Tensor::<1>::random([co], Distribution::Normal(0.0, 1.0), &device);
+        let probe = conv2d(x.clone(), w.clone(), None, ConvOptions::new([s; 2], [p; 2], [1, 1], 1));
+        let r = Tensor::<4>::random(probe.dims(), Distribution::Normal(0.0, 1.0), &device);
+        let (f, g) = (run(true, &x, &w, &b, &r, s, p), run(false, &x, &w, &b, &r, s, p));
+        let case = format!("x {xd:?} c_out {co} k {k} s {s} p {p}");
+        assert_eq!(f.y.dims(), g.y.dims(), "{case}");
+        let errs = [
+            ("y", max_diff(f.y, g.y)),
+            ("dx", max_diff(f.dx, g.dx)),
+            ("dw", max_diff(f.dw, g.dw)),
+            ("db", max_diff1(f.db, g.db)),
+        ];
+        for (what, e) in errs {
+            assert!(e < 1e-4, "{case}: {what} differs by {e:e} (relative to its largest value)");
+        }
+    }
+}
+
+#[test]
+fn kernels_match_generic_values_and_gradients() {
+    compare_all();
+}
+
+#[test]
+fn inference_tensors_take_the_kernel_and_match() {
+    let device = mergevq::device();
+    let x = Tensor::<4>::random([2, 7, 10, 9], Distribution::Normal(0.0, 1.0), &device);
+    let w = Tensor::<4>::random([5, 7, 3, 3], Distribution::Normal(0.0, 0.3), &device);
+    let fast = cpu::conv2d(x.clone(), w.clone(), None, 1, 1);
+    let slow = conv2d(x, w, None, ConvOptions::new([1; 2], [1; 2], [1, 1], 1));
+    assert!(max_diff(fast, slow) < 1e-5);
+}
+
+#[test]
+fn portable_path_matches_generic() {
+    // SAFETY of the env switch: the other tests compare two correct paths, whichever the matrix
+    // product runs on meanwhile.
+    std::env::set_var("MERGEVQ_CPU", "portable");
+    assert_eq!(cpu::gemm::level(), cpu::gemm::CpuLevel::Portable);
+    compare_all();
+    std::env::remove_var("MERGEVQ_CPU");
+}
+
+#[test]
+fn unusual_geometry_is_refused_not_panicking() {
+    assert!(cpu::im2col::Geom::new([1, 3, 2, 2], [4, 3, 5, 5], 1, 0).is_none());
+    assert!(cpu::im2col::Geom::new([1, 3, 8, 8], [4, 2, 3, 3], 1, 1).is_none());
+    assert!(cpu::im2col::Geom::new([1, 3, 8, 8], [4, 3, 3, 1], 1, 1).is_none());
+}
+
+#[test]
+fn winograd_matches_the_direct_kernel() {
+    use cpu::im2col::Geom;
+    for (xd, co) in [([1, 33, 40, 37], 17), ([2, 9, 5, 7], 8), ([1, 16, 4, 4], 12), ([3, 8, 6, 9], 9)] {
+        let g = Geom::new(xd, [co, xd[1], 3, 3], 1, 1).unwrap();
+        assert!(cpu::winograd::applies(&g));
+        let fill = |n: usize, seed: u32| {
+            (0..n)
+                .map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
+                .collect::<Vec<_>>()
+        };
+        let (x, w, b) = (fill(xd.iter().product(), 1), fill(co * xd[1] * 9, 7), fill(co, 3));
+        let fast = cpu::winograd::forward(&g, &x, &w, Some(&b));
+        let direct = cpu::conv::forward(&g, &x, &w, Some(&b));
+        let err = fast.iter().zip(&direct).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(err < 1e-4, "x {xd:?}: Winograd differs by {err:e}");
+    }
+}

@@ -6,9 +6,18 @@
 use burn::prelude::*;
 use rayon::prelude::*;
 
-/// Whether `x` takes the fused kernels: a CPU build, and no gradient to record.
+/// Whether `x` takes the fused kernels: a CPU build, no gradient to record, and no request for
+/// the generic path (`MERGEVQ_GENERIC=1`).
 pub fn enabled<const D: usize>(x: &Tensor<D>) -> bool {
-    cfg!(not(any(feature = "vulkan", feature = "cuda"))) && !x.is_tracked()
+    cfg!(not(any(feature = "vulkan", feature = "cuda"))) && !x.is_tracked() && !generic_forced()
+}
+
+#[cfg(feature = "flex")]
+use super::cpu::generic_forced;
+
+#[cfg(not(feature = "flex"))]
+fn generic_forced() -> bool {
+    true
 }
 
 /// e^x to ~2 ulp (Cephes expf): x = n·ln2 + r, e^r by a degree-6 polynomial, 2^n from the exponent

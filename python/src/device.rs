@@ -11,19 +11,26 @@ fn built() -> String {
 
 /// The device called `name`.
 pub fn parse(name: &str) -> Result<Device> {
-    match name {
-        #[cfg(feature = "flex")]
-        "cpu" => Ok(Device::flex()),
-        #[cfg(feature = "cuda")]
-        "cuda" => Ok(Device::cuda(0)),
-        #[cfg(feature = "vulkan")]
-        "vulkan" => Ok(Device::vulkan(Default::default())),
-        "cpu" | "cuda" | "vulkan" => bail!(
-            "device \"{name}\" needs a mergevq wheel built with the `{}` feature \
-             (maturin build --release --features {0}); this one has: {}",
-            if name == "cpu" { "flex" } else { name },
-            built()
-        ),
+    let feature = match name {
+        "cpu" => "flex",
+        "cuda" | "vulkan" => name,
         _ => bail!("device must be \"cpu\", \"cuda\" or \"vulkan\", got \"{name}\""),
+    };
+    #[cfg(feature = "flex")]
+    if name == "cpu" {
+        return Ok(Device::flex());
     }
+    #[cfg(feature = "cuda")]
+    if name == "cuda" {
+        return Ok(Device::cuda(0));
+    }
+    #[cfg(feature = "vulkan")]
+    if name == "vulkan" {
+        return Ok(Device::vulkan(Default::default()));
+    }
+    bail!(
+        "device \"{name}\" needs a mergevq wheel built with the `{feature}` feature \
+         (maturin build --release --features {feature}); this one has: {}",
+        built()
+    )
 }

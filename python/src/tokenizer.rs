@@ -25,7 +25,7 @@ pub struct PyTokenizer {
 
 /// Little-endian bytes of f32 values.
 fn f32_bytes(t: Tensor<4>) -> Result<Vec<u8>> {
-    let v: Vec<f32> = t.into_data().convert::<f32>().to_vec().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let v: Vec<f32> = t.into_data().convert::<f32>().try_into_vec().map_err(|e| anyhow::anyhow!("{e:?}"))?;
     Ok(v.into_iter().flat_map(f32::to_ne_bytes).collect())
 }
 

@@ -7,13 +7,10 @@ use std::sync::{Arc, Mutex};
 
 static POOL: Mutex<Option<Arc<ThreadPool>>> = Mutex::new(None);
 
-/// Runs `f` in the pool `set_threads` made (or rayon's global pool, one thread per core).
-pub fn install<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    let pool = POOL.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    match pool {
-        Some(p) => p.install(f),
-        None => f(),
-    }
+/// The pool `set_threads` made, if any (else calls run on rayon's global pool, one thread per
+/// core).
+pub fn pool() -> Option<Arc<ThreadPool>> {
+    POOL.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
 /// Sets the number of CPU threads used by every later call (0: one per core).

@@ -29,6 +29,18 @@ fn f32_bytes(t: Tensor<4>) -> Result<Vec<u8>> {
     Ok(v.into_iter().flat_map(f32::to_ne_bytes).collect())
 }
 
+/// The images `decode(i)` makes for i in 0..b, as f32 bytes. Decoding goes image by image, as
+/// the CLI's `decode`, `reconstruct` and `generate` do: the decoder's float sums depend on the
+/// batch size (by ~1e-6, enough to flip an 8-bit rounding now and then), so one image at a time
+/// keeps the results bit-identical to the CLI's and independent of how the caller batches.
+fn each_image(b: usize, decode: impl Fn(usize) -> Result<Tensor<4>>) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for i in 0..b {
+        out.extend(f32_bytes(decode(i)?)?);
+    }
+    Ok(out)
+}
+
 /// i64 values of native-endian bytes.
 fn i64s(data: &[u8]) -> Vec<i64> {
     data.chunks_exact(8).map(|c| i64::from_ne_bytes(c.try_into().unwrap())).collect()
@@ -108,7 +120,7 @@ impl PyTokenizer {
         let out = compute(py, || {
             let plan = self.plan(keep)?;
             let t = self.inner.encode(self.images(dtype, &shape, data)?, &plan)?;
-            f32_bytes(self.inner.decode(t.quantized, &t.group))
+            each_image(t.group.len(), |i| Ok(self.inner.decode(t.quantized.clone().narrow(0, i, 1), &t.group[i..=i])))
         })?;
         Ok(PyByteArray::new(py, &out))
     }
@@ -142,7 +154,7 @@ impl PyTokenizer {
             if l != self.inner.full_len() {
                 bail!("groups have L={l} tokens per image, the tokenizer makes L={}", self.inner.full_len());
             }
-            f32_bytes(self.inner.decode_indices(&idx, &file.group, &self.device)?)
+            each_image(b, |i| self.inner.decode_indices(&idx[i * k..(i + 1) * k], &file.group[i..=i], &self.device))
         })?;
         Ok(PyByteArray::new(py, &out))
     }
@@ -156,7 +168,11 @@ impl PyTokenizer {
             if let Some(bad) = codes.iter().find(|&&c| c < 0 || c >= limit) {
                 bail!("token index {bad} is outside the codebook (0..{limit})");
             }
-            f32_bytes(self.inner.decode_codes(&codes)?)
+            let l = self.inner.full_len();
+            if codes.is_empty() || !codes.len().is_multiple_of(l) {
+                return f32_bytes(self.inner.decode_codes(&codes)?); // the library's message
+            }
+            each_image(codes.len() / l, |i| self.inner.decode_codes(&codes[i * l..(i + 1) * l]))
         })?;
         Ok(PyByteArray::new(py, &out))
     }

@@ -83,7 +83,8 @@ class Tokenizer:
 
     def decode(self, indices, groups, batch: int = 32) -> np.ndarray:
         """Decodes ``indices [B, K]`` with ``groups [B, L]`` → float32 images ``[B, 3, R, R]``
-        (about [-1, 1]; ``to_uint8`` rounds them as the CLI does)."""
+        (about [-1, 1]; ``to_uint8`` rounds them as the CLI does). Images are decoded one at a
+        time, as by the CLI, so the result is bit-identical to ``mergevq decode`` whatever ``batch``."""
         i = int_matrix(indices, "indices", "[B, K]")
         g = int_matrix(groups, "groups", "[B, L]")
         if i.shape[0] != g.shape[0]:

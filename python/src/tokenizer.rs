@@ -29,8 +29,11 @@ fn f32_bytes(t: Tensor<4>) -> Result<Vec<u8>> {
     Ok(v.into_iter().flat_map(f32::to_ne_bytes).collect())
 }
 
+/// What `encode` returns: indices and groups as bytes, B, K and L.
+type Encoded<'py> = (Bound<'py, PyByteArray>, Bound<'py, PyByteArray>, usize, usize, usize);
+
 /// The images `decode(i)` makes for i in 0..b, as f32 bytes. Decoding goes image by image, as
-/// the CLI's `decode`, `reconstruct` and `generate` do: the decoder's float sums depend on the
+/// the CLI's `decode`, `reconstruct` and `generate` do: the network's float sums depend on the
 /// batch size (by ~1e-6, enough to flip an 8-bit rounding now and then), so one image at a time
 /// keeps the results bit-identical to the CLI's and independent of how the caller batches.
 fn each_image(b: usize, decode: impl Fn(usize) -> Result<Tensor<4>>) -> Result<Vec<u8>> {
@@ -95,7 +98,7 @@ impl PyTokenizer {
         shape: Vec<usize>,
         data: &[u8],
         keep: Option<usize>,
-    ) -> PyResult<(Bound<'py, PyByteArray>, Bound<'py, PyByteArray>, usize, usize, usize)> {
+    ) -> PyResult<Encoded<'py>> {
         let (idx, grp, b, k, l) = compute(py, || {
             let plan = self.plan(keep)?;
             let t = self.inner.encode(self.images(dtype, &shape, data)?, &plan)?;
@@ -107,7 +110,8 @@ impl PyTokenizer {
     }
 
     /// Encodes and decodes (straight-through codes, as `mergevq reconstruct`) → float32 bytes
-    /// [B, 3, R, R].
+    /// [B, 3, R, R]. Image by image, as the CLI: the straight-through codes carry the encoder's
+    /// float output, whose rounding depends on the batch size.
     #[pyo3(signature = (dtype, shape, data, keep=None))]
     fn reconstruct<'py>(
         &self,
@@ -119,8 +123,11 @@ impl PyTokenizer {
     ) -> PyResult<Bound<'py, PyByteArray>> {
         let out = compute(py, || {
             let plan = self.plan(keep)?;
-            let t = self.inner.encode(self.images(dtype, &shape, data)?, &plan)?;
-            each_image(t.group.len(), |i| Ok(self.inner.decode(t.quantized.clone().narrow(0, i, 1), &t.group[i..=i])))
+            let x = self.images(dtype, &shape, data)?;
+            each_image(x.dims()[0], |i| {
+                let t = self.inner.encode(x.clone().narrow(0, i, 1), &plan)?;
+                Ok(self.inner.decode(t.quantized, &t.group))
+            })
         })?;
         Ok(PyByteArray::new(py, &out))
     }

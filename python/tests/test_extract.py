@@ -1,10 +1,16 @@
 """extract_tokens (and `mergevq extract-tokens`) into shards: the same tokens as the CLI,
 resumed after a kill or a Ctrl-C with the same result."""
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 from conftest import CONFIG, DEMO, WEIGHTS, cli, read_safetensors
+from PIL import Image
 
 import mergevq
 
@@ -71,3 +77,46 @@ def test_other_options_refused(tok, tmp_path):
 def test_missing_data(tok, tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         mergevq.extract_tokens(tok, tmp_path / "none", tmp_path / "t", progress=False)
+
+
+# A child process that extracts tokens until a real SIGINT arrives (Ctrl-C): the library checks
+# for it between batches, on the calling thread or, with set_threads, while a pool computes.
+CHILD = """
+import sys, mergevq
+data, out, threads, config, weights = sys.argv[1:]
+if int(threads):
+    mergevq.set_threads(int(threads))
+tok = mergevq.Tokenizer.load(config, weights)
+try:
+    mergevq.extract_tokens(tok, data, out, shard_size=10, batch=1, progress=False)
+except KeyboardInterrupt:
+    print("interrupted")
+    sys.exit(3)
+print("finished")
+"""
+
+
+@pytest.mark.parametrize("threads", [0, 2])
+def test_sigint_between_batches_then_resume(tok, tmp_path, threads):
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(300):
+        Image.fromarray(rng.integers(0, 256, (28, 28, 3), dtype=np.uint8)).save(data / f"{i:03}.png")
+    out = tmp_path / "t"
+    args = [sys.executable, "-c", CHILD, data, out, threads, CONFIG, WEIGHTS]
+    p = subprocess.Popen(list(map(str, args)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list(out.glob("shard-*.safetensors")):
+        assert p.poll() is None, p.communicate()
+        assert time.time() < deadline
+        time.sleep(0.005)
+    os.kill(p.pid, signal.SIGINT)
+    stdout, stderr = p.communicate(timeout=120)
+    assert p.returncode == 3 and "interrupted" in stdout, stderr
+    done = len(list(out.glob("shard-*.safetensors")))
+    assert 1 <= done < 30
+    r = mergevq.extract_tokens(tok, data, out, shard_size=10, batch=1, progress=False)
+    assert (r["images"], r["shards"], r["reused"]) == (300, 30, done)
+    mergevq.extract_tokens(tok, data, tmp_path / "ref", shard_size=10, batch=1, progress=False)
+    assert_same(shards(out), shards(tmp_path / "ref"))

@@ -32,11 +32,16 @@ get_threads = _mergevq.get_threads
 
 def to_uint8(images) -> np.ndarray:
     """Float images ``[B, 3, H, W]`` in [-1, 1] → uint8 ``[B, H, W, 3]``, rounded and clamped
-    exactly as the CLI writes its 8-bit PNGs: ``round((x + 1) · 127.5)`` clipped to 0..255."""
+    exactly as the CLI writes its 8-bit PNGs: ``round((x + 1) · 127.5)`` in float32, halves
+    rounded away from zero (Rust's ``f32::round``, not numpy's half-to-even), clipped to 0..255,
+    NaN → 0."""
     x = np.asarray(as_numpy(images), dtype=np.float32)
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"to_uint8 takes float images [B, 3, H, W], got shape {list(x.shape)}")
-    u = np.clip(np.round((x + np.float32(1.0)) * np.float32(127.5)), 0, 255).astype(np.uint8)
+    y = (x + np.float32(1.0)) * np.float32(127.5)
+    fl = np.floor(y)
+    y = np.where(y - fl >= np.float32(0.5), fl + np.float32(1.0), fl)  # y - floor(y) is exact
+    u = np.clip(np.nan_to_num(y, nan=0.0), 0, 255).astype(np.uint8)
     return np.ascontiguousarray(u.transpose(0, 2, 3, 1))
 
 

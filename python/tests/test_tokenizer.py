@@ -125,3 +125,16 @@ def test_threads_settable(tok, images):
     finally:
         mergevq.set_threads(0)
     np.testing.assert_array_equal(got[0], want[0])
+
+
+def test_to_uint8_rounds_halves_away_from_zero_as_the_cli():
+    # float32 x with (x + 1) · 127.5 exactly k + 0.5: the CLI (f32::round) writes k + 1 for even k
+    # as for odd ones, where numpy's half-to-even rounding would write k.
+    k = np.arange(0, 255, dtype=np.float32)
+    x = (k + np.float32(0.5)) / np.float32(127.5) - np.float32(1.0)
+    half = (x + np.float32(1.0)) * np.float32(127.5) == k + np.float32(0.5)
+    assert half.sum() > 50
+    got = mergevq.to_uint8(x[half].reshape(1, 1, 1, -1).repeat(3, axis=1))
+    np.testing.assert_array_equal(got[0, 0, :, 0], (k[half] + 1).astype(np.uint8))
+    nan = np.full((1, 3, 1, 1), np.nan, dtype=np.float32)
+    assert mergevq.to_uint8(nan).tolist() == [[[[0, 0, 0]]]]

@@ -30,7 +30,8 @@ pub const INCEPTION_DIM: usize = 2048;
 /// Opens a weights file that `scripts/fetch-weights.sh` provides, with a message naming it.
 fn fetched(path: &Path, what: &str, device: &Device) -> Result<Weights> {
     if !path.exists() {
-        bail!("{what} weights {} are missing: run scripts/fetch-weights.sh", path.display());
+        let msg = format!("{what} weights {} are missing: run scripts/fetch-weights.sh", path.display());
+        return Err(crate::io::missing::Missing(msg).into());
     }
     Weights::open(path, false, device)
 }

@@ -107,7 +107,7 @@ pub struct ImageFolder {
 impl ImageFolder {
     pub fn open(root: &Path) -> Result<Self> {
         if !root.is_dir() {
-            bail!("data folder {} does not exist", root.display());
+            return Err(crate::io::missing::Missing(format!("data folder {} does not exist", root.display())).into());
         }
         let mut dirs: Vec<PathBuf> = crate::io::fs::list_dir(root)?.into_iter().filter(|p| p.is_dir()).collect();
         dirs.sort();

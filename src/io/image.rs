@@ -1,6 +1,7 @@
 //! Images in and out: decode PNG/JPEG into [-1, 1] tensors, write PNG/JPEG, draw merge maps.
 use crate::io::guard::guarded_decode;
 use crate::io::marker::{image_format, Format};
+use crate::io::missing::Missing;
 use crate::io::output::Outputs;
 use crate::io::preprocess::{fit, Preprocess};
 use anyhow::{anyhow, bail, Context, Result};
@@ -18,7 +19,7 @@ pub fn load_image(
     device: &Device,
 ) -> Result<(Tensor<4>, Option<String>)> {
     if !path.exists() {
-        bail!("image {} does not exist", path.display());
+        return Err(Missing(format!("image {} does not exist", path.display())).into());
     }
     let img = decode_image(path)?;
     let (w, h) = img.dimensions();

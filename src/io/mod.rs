@@ -1,4 +1,5 @@
 //! Input and output: weights and checkpoints, images, token files, data sets.
+pub mod array;
 pub mod atomic;
 pub mod ckpt;
 pub mod data;
@@ -6,6 +7,7 @@ pub mod fs;
 pub mod guard;
 pub mod image;
 pub mod marker;
+pub mod missing;
 pub mod output;
 pub mod preprocess;
 pub mod safetensors;

@@ -5,8 +5,10 @@
 //! further checks.
 mod check;
 mod set;
+mod shards;
 
 pub use set::TokenSet;
+pub use shards::{extract_shards, Extraction, ShardReport};
 
 use crate::io::marker::{Format, Marker};
 use crate::io::output::Outputs;

@@ -1,6 +1,7 @@
 //! The token set `extract-tokens` writes for AR training: per image the full raster of codes,
 //! the group map, the kept count K and the class label.
 use super::check::{check_bits, check_codes, check_group, check_len, meta_num, read_i64, rows, to_groups};
+use super::shards::Extraction;
 use crate::io::data::{Loader, Source};
 use crate::io::marker::{Format, Marker};
 use crate::io::output::Outputs;
@@ -58,33 +59,20 @@ impl TokenSet {
         seed: u64,
         progress: &dyn Fn(u64),
     ) -> Result<Self> {
-        let (candidates, cum_prob) = kept_candidates(tok, keep)?;
         let n = n.min(source.len());
-        let ks: Vec<usize> = (0..n).map(|i| draw_keep(seed, i, &candidates, &cum_prob)).collect();
-        let loader = Loader::in_order(source.clone(), tok.cfg.ddconfig.resolution as u32, tok.cfg.preprocess, 1);
-        let mut set = Self {
-            bits: tok.cfg.embed_dim,
-            candidates: candidates.clone(),
-            codes: vec![],
-            group: vec![],
-            keep: vec![],
-            labels: vec![],
-            classes: source.classes(),
-        };
-        for &k in &candidates {
-            let plan = tok.keep(k)?;
-            let items: Vec<usize> = (0..n).filter(|&i| ks[i] == k).collect();
-            for chunk in items.chunks(32) {
-                set.push_encoded(tok, &plan, &loader, chunk)?;
-                progress(chunk.len() as u64);
-            }
-        }
-        Ok(set)
+        let job = Extraction { keep, seed, batch: 32 };
+        job.run(tok, source, 0..n, progress, &|| Ok(()))
     }
 
     /// Encodes the images `items` of the loader (skipping unreadable ones) and appends their
     /// full rasters of codes, group maps, K (of `plan`) and labels.
-    fn push_encoded(&mut self, tok: &Tokenizer, plan: &KeepPlan, loader: &Loader, items: &[usize]) -> Result<()> {
+    pub(super) fn push_encoded(
+        &mut self,
+        tok: &Tokenizer,
+        plan: &KeepPlan,
+        loader: &Loader,
+        items: &[usize],
+    ) -> Result<()> {
         let r = tok.cfg.ddconfig.resolution;
         let (mut pixels, mut labels) = (Vec::new(), Vec::new());
         for &i in items {
@@ -140,6 +128,9 @@ impl TokenSet {
 
     /// Reads and checks a token set; an error names the file and the first entry at fault.
     pub fn load(path: &Path) -> Result<Self> {
+        if path.is_dir() {
+            return super::shards::load_shards(path);
+        }
         let bytes = std::fs::read(path).with_context(|| format!("cannot read tokens {}", path.display()))?;
         let bad =
             |e: anyhow::Error| anyhow!("{} is not a mergevq token set (from extract-tokens): {e}", path.display());
@@ -244,7 +235,7 @@ impl TokenSet {
 
 /// The kept counts K to draw from, with their cumulative probabilities: `keep` alone if given,
 /// else the tokenizer's candidates up to L (or its one fixed K).
-fn kept_candidates(tok: &Tokenizer, keep: Option<usize>) -> Result<(Vec<usize>, Vec<f64>)> {
+pub(super) fn kept_candidates(tok: &Tokenizer, keep: Option<usize>) -> Result<(Vec<usize>, Vec<f64>)> {
     let l = tok.full_len();
     Ok(match (&tok.plan.candidates, keep) {
         (_, Some(k)) => (vec![k], vec![1.0]),
@@ -259,7 +250,7 @@ fn kept_candidates(tok: &Tokenizer, keep: Option<usize>) -> Result<(Vec<usize>, 
 
 /// Image i's K: one uniform draw from a generator seeded by `seed` and i, looked up in the
 /// cumulative distribution.
-fn draw_keep(seed: u64, i: usize, candidates: &[usize], cum_prob: &[f64]) -> usize {
+pub(super) fn draw_keep(seed: u64, i: usize, candidates: &[usize], cum_prob: &[f64]) -> usize {
     let u: f64 = StdRng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).random();
     candidates[cum_prob.partition_point(|&p| p < u).min(candidates.len() - 1)]
 }

@@ -1,0 +1,128 @@
+//! `mergevq.Generator`: class-conditional sampling (plain AR or MergeAR) with the library's
+//! sampler. The sampler is called in one place (`sample`), so that batched generation can
+//! replace it without touching the rest.
+use crate::guard::{check_signals, compute};
+use crate::tokenizer::PyTokenizer;
+use anyhow::{bail, Result};
+use mergevq::ar::generator::{Generator, GeneratorConfig};
+use mergevq::ar::sample::{generate, SampleOpts};
+use mergevq::memory::Use;
+use mergevq::validate::check_int;
+use pyo3::prelude::*;
+use pyo3::types::PyByteArray;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A loaded generator with the tokenizer whose codes it makes.
+#[pyclass(frozen, module = "mergevq._mergevq", name = "Generator")]
+pub struct PyGenerator {
+    inner: Arc<Generator>,
+    tok: Arc<mergevq::tokenizer::Tokenizer>,
+}
+
+/// How to sample (the `generate` arguments).
+struct Sampling {
+    merge: Option<usize>,
+    window: Option<usize>,
+    opts: SampleOpts,
+}
+
+impl PyGenerator {
+    /// The merge instruction and cache window of the arguments, checked as `mergevq generate`
+    /// checks its flags.
+    fn sampling(&self, keep: Option<usize>, mergear: Option<bool>, window: Option<usize>) -> Result<Sampling> {
+        let g = &self.inner.cfg;
+        let plain = g.gpt.merge_tokens == 0;
+        if plain && (mergear == Some(true) || keep.is_some()) {
+            bail!("mergear=True and keep need a MergeAR model; this generator is plain AR (gpt.merge_tokens = 0)");
+        }
+        let mergear = mergear.unwrap_or(!plain);
+        if window.is_some() && !mergear {
+            bail!("window sets the cache window of MergeAR decoding: pass mergear=True");
+        }
+        let k = match keep {
+            Some(k) => k,
+            None => self.tok.plan.kept()? as usize,
+        };
+        let window = mergear.then(|| window.unwrap_or(g.window));
+        Ok(Sampling { merge: g.merge_index(k)?, window, opts: SampleOpts::default() })
+    }
+
+    /// Samples one image of `class`: the one call of the library's sampler.
+    fn sample(&self, class: usize, s: &Sampling, rng: &mut StdRng) -> Result<Vec<i64>> {
+        Ok(generate(&self.inner.gpt, class, s.merge, s.window, &s.opts, rng, None)?.codes)
+    }
+}
+
+#[pymethods]
+impl PyGenerator {
+    #[staticmethod]
+    fn load(py: Python<'_>, config: PathBuf, weights: PathBuf, tokenizer: &PyTokenizer) -> PyResult<Self> {
+        let tok = tokenizer.inner.clone();
+        let device = tokenizer.device.clone();
+        compute(py, || {
+            let gcfg = GeneratorConfig::load(&config)?;
+            gcfg.gpt.memory(2, Use::Inference).check(false)?;
+            let g = Generator::with_config(gcfg, &config, &weights, &device)?;
+            let gc = &g.cfg.gpt;
+            if tok.cfg.embed_dim != gc.bits() || tok.full_len() != gc.block_size {
+                bail!(
+                    "the AR model {} generates {}-bit codes on L={} tokens, the tokenizer has {} bits and L={}",
+                    weights.display(),
+                    gc.bits(),
+                    gc.block_size,
+                    tok.cfg.embed_dim,
+                    tok.full_len()
+                );
+            }
+            Ok(Self { inner: Arc::new(g), tok })
+        })
+    }
+
+    /// (classes, merge-instruction candidates K, default window).
+    fn info(&self) -> (usize, Vec<usize>, usize) {
+        let c = &self.inner.cfg;
+        (c.gpt.class_num, c.candidates.clone(), c.window)
+    }
+
+    /// Full rasters of codes, int64 bytes [B, L], one image per class in `classes`; one
+    /// generator seeded with `seed` draws them in order (as `mergevq generate --seed`).
+    #[pyo3(signature = (classes, keep=None, cfg=1.0, temperature=1.0, top_k=0, top_p=1.0, mergear=None, window=None, batch=None, seed=0))]
+    #[allow(clippy::too_many_arguments)]
+    fn generate<'py>(
+        &self,
+        py: Python<'py>,
+        classes: Vec<usize>,
+        keep: Option<usize>,
+        cfg: f64,
+        temperature: f64,
+        top_k: usize,
+        top_p: f64,
+        mergear: Option<bool>,
+        window: Option<usize>,
+        batch: Option<usize>,
+        seed: u64,
+    ) -> PyResult<Bound<'py, PyByteArray>> {
+        let codes = compute(py, || {
+            if classes.is_empty() {
+                bail!("no classes given: pass one class per image to generate");
+            }
+            if let Some(b) = batch {
+                check_int("batch", b, 1, mergevq::validate::MAX_SIZE)?;
+            }
+            let mut s = self.sampling(keep, mergear, window)?;
+            s.opts = SampleOpts { temperature, top_k, top_p, cfg };
+            s.opts.validate()?;
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut codes = Vec::with_capacity(classes.len() * self.tok.full_len());
+            for &c in &classes {
+                codes.extend(self.sample(c, &s, &mut rng)?);
+                check_signals()?;
+            }
+            Ok(codes.into_iter().flat_map(i64::to_ne_bytes).collect::<Vec<u8>>())
+        })?;
+        Ok(PyByteArray::new(py, &codes))
+    }
+}

@@ -181,6 +181,23 @@ class CpuLoad:
                 return time.perf_counter() - t0
 
 
+def proc_status_mib(field):
+    with open("/proc/self/status") as f:
+        line = next(l for l in f if l.startswith(field))
+    return int(line.split()[1]) / 1024
+
+
+def rss_reset():
+    """Resets the peak RSS (VmHWM) to the current RSS and returns it in MiB, as the Rust side
+    does (Linux only; None elsewhere): peak_mib is then the growth during the benchmark."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return proc_status_mib("VmRSS:")
+    except OSError:
+        return None
+
+
 class Ctx:
     def __init__(self, args):
         self.args = args
@@ -211,6 +228,7 @@ class Ctx:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()
+        rss_base = None if self.cuda else rss_reset()
         waited = 0.0
         if self.guard:
             waited += self.load.wait_idle(self.args.wait_idle, self.args.busy_load)
@@ -247,6 +265,8 @@ class Ctx:
                 out["noisy"] = True
         if self.cuda:
             out["peak_mib"] = (torch.cuda.max_memory_allocated() - base) / 2**20
+        elif rss_base is not None:
+            out["peak_mib"] = proc_status_mib("VmHWM:") - rss_base
         return out
 
 

@@ -10,11 +10,13 @@ use burn::tensor::activation::softmax;
 /// token_unmerge: full[b, j] = keep[b, group[b][j]] (each kept token copied to every position
 /// it absorbed). `keep` is [B, K, C], `group[b]` has L entries in 0..K.
 pub fn token_unmerge(keep: Tensor<3>, group: &[Vec<usize>]) -> Tensor<3> {
-    let [b, _, c] = keep.dims();
+    let [b, k, c] = keep.dims();
     let l = group[0].len();
-    let idx: Vec<i64> = group.iter().flatten().map(|&g| g as i64).collect();
-    let idx = Tensor::<3, Int>::from_data(TensorData::new(idx, [b, l, 1]), &keep.device()).repeat_dim(2, c);
-    keep.gather(1, idx)
+    // One 1-D select over the batch-flattened rows: B·L indices, not one per element.
+    let idx: Vec<i64> =
+        (group.iter().enumerate()).flat_map(|(bi, g)| g.iter().map(move |&j| (bi * k + j) as i64)).collect();
+    let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [b * l]), &keep.device());
+    keep.reshape([b * k, c]).select(0, idx).reshape([b, l, c])
 }
 
 /// Groups from a 0/1 source matrix S [B, K, L] (one 1 per column).

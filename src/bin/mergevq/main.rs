@@ -1,5 +1,6 @@
 mod cli;
 mod commands;
+mod heap;
 mod panic_hook;
 mod progress;
 
@@ -8,6 +9,7 @@ use mergevq::train::interrupt::Interrupted;
 /// Runs the command: an error prints one `error:` line and exits 1; a training run stopped by
 /// Ctrl-C prints where its checkpoint is and exits 130.
 fn main() {
+    heap::keep_freed_blocks();
     panic_hook::install();
     fault_panic();
     let args = cli::Args::parse();

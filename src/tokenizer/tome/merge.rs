@@ -85,31 +85,40 @@ pub fn bipartite_soft_matching(metric: Tensor<3>, r: i64, class_token: bool) -> 
 }
 
 impl Merge {
-    fn index(&self, c: usize, device: &Device) -> Tensor<3, Int> {
-        let b = self.map.len();
-        let flat: Vec<i64> = self.map.iter().flatten().map(|&v| v as i64).collect();
-        Tensor::<3, Int>::from_data(TensorData::new(flat, [b, self.rows_in, 1]), device).repeat_dim(2, c)
+    /// Row indices into the batch-flattened output [B·rows_out, C], one per input row: the
+    /// whole batch merges in one 1-D `select` (B·T indices, not one per element).
+    fn flat_index(&self, device: &Device) -> Tensor<1, Int> {
+        let flat: Vec<i64> = (self.map.iter().enumerate())
+            .flat_map(|(b, m)| m.iter().map(move |&o| (b * self.rows_out + o) as i64))
+            .collect();
+        Tensor::from_data(TensorData::new(flat, [self.map.len() * self.rows_in]), device)
     }
 
     /// merge(x, mode="sum"): every output row is the sum of its input rows.
     pub fn merge_sum(&self, x: Tensor<3>) -> Tensor<3> {
-        let [b, _, c] = x.dims();
+        let [b, t, c] = x.dims();
         let device = x.device();
-        let zeros = Tensor::<3>::zeros([b, self.rows_out, c], &device);
-        zeros.scatter(1, self.index(c, &device), x, IndexingUpdateOp::Add)
+        let zeros = Tensor::<2>::zeros([b * self.rows_out, c], &device);
+        let sum = zeros.select_assign(0, self.flat_index(&device), x.reshape([b * t, c]), IndexingUpdateOp::Add);
+        sum.reshape([b, self.rows_out, c])
     }
 
-    /// merge_wavg: size-weighted average of the merged rows; `size` is [B, T, 1] before the merge.
+    /// merge_wavg (ToMe eq. 1): size-weighted average of the merged rows; `size` is [B, T, 1]
+    /// before the merge. On the CPU one pass over x without index tensors.
     pub fn merge_wavg(&self, x: Tensor<3>, size: Tensor<3>) -> Tensor<3> {
+        if crate::nn::fused::enabled(&x) && !size.is_tracked() {
+            return super::cpu::merge_wavg(self, x, size);
+        }
         let merged_size = self.merge_sum(size.clone());
         self.merge_sum(x * size) / merged_size
     }
 
     /// unmerge: every input row gets a copy of the output row it was merged into.
     pub fn unmerge(&self, x: Tensor<3>) -> Tensor<3> {
-        let [_, _, c] = x.dims();
+        let [b, _, c] = x.dims();
         let device = x.device();
-        x.gather(1, self.index(c, &device))
+        let rows = x.reshape([b * self.rows_out, c]).select(0, self.flat_index(&device));
+        rows.reshape([b, self.rows_in, c])
     }
 }
 

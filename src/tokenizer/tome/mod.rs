@@ -1,5 +1,6 @@
 //! Token Merging (ToMe, Bolya et al. 2023) as MergeVQ uses it: bipartite soft matching,
 //! size-weighted merging with source tracking, and the per-layer merge schedules.
+mod cpu;
 pub mod distribution;
 pub mod merge;
 pub mod schedule;

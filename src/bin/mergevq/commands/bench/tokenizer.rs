@@ -1,5 +1,5 @@
 //! `bench tokenizer`: encode, decode and encode+decode on random weights and inputs.
-use super::measure::{sync, threads, time};
+use super::measure::{rss, sync, threads, time};
 use super::{Common, Record};
 use crate::commands::large::LargeArgs;
 use anyhow::Result;
@@ -49,6 +49,7 @@ pub fn tokenizer(
     let r = cfg.ddconfig.resolution;
     let x = Tensor::<4>::random([batch, 3, r, r], burn::tensor::Distribution::Uniform(-1.0, 1.0), &device);
     let (mut enc, mut dec) = (vec![], vec![]);
+    let base = rss::reset();
     let both = time(runs, || {
         let t0 = Instant::now();
         let t = tok.encode(x.clone(), &plan)?;
@@ -67,6 +68,7 @@ pub fn tokenizer(
     for (name, t) in [("encode", enc), ("decode", dec), ("encode_decode", both)] {
         let mut rec = Record::new(format!("{tag}.{name}"), t);
         rec.per_s = Some(batch as f64 / rec.median_s);
+        rec.peak_mib = base.zip(rss::peak()).map(|(b, p)| p - b);
         println!("  {name:<14} {:.4} s  ({:.2} images/s)", rec.median_s, batch as f64 / rec.median_s);
         out.push(rec);
     }

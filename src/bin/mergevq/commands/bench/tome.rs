@@ -1,6 +1,6 @@
 //! `bench tome`: one ToMe step — bipartite matching on the keys, size-weighted merge, source
 //! tracking.
-use super::measure::{sync, time};
+use super::measure::{rss, sync, time};
 use super::{Common, Record};
 use anyhow::{bail, Context, Result};
 use burn::prelude::*;
@@ -40,6 +40,7 @@ pub fn tome(batch: usize, tokens: usize, dim: usize, r: i64, runs: usize) -> Res
     let n = tokens + 1;
     let x = Tensor::<3>::random([batch, n, dim], Distribution::Normal(0.0, 1.0), &device);
     let metric = Tensor::<3>::random([batch, n, dim], Distribution::Normal(0.0, 1.0), &device);
+    let base = rss::reset();
     let times = time(runs, || {
         let mut track = Tracking::new(batch, n);
         let m = bipartite_soft_matching(metric.clone(), r, true).context("r > 0 merges")?;
@@ -48,7 +49,8 @@ pub fn tome(batch: usize, tokens: usize, dim: usize, r: i64, runs: usize) -> Res
         sync(merged);
         Ok(())
     })?;
-    let rec = Record::new(format!("tome_merge.b{batch}"), times);
+    let mut rec = Record::new(format!("tome_merge.b{batch}"), times);
+    rec.peak_mib = base.zip(rss::peak()).map(|(b, p)| p - b);
     println!("{}: x [{batch}, {n}, {dim}], r = {r}: median {:.4} s", rec.bench, rec.median_s);
     Ok(rec)
 }

@@ -1,6 +1,6 @@
 //! `bench train`: one tokenizer training step (generator + discriminator, every loss of the
 //! config) on a fixed batch.
-use super::measure::time;
+use super::measure::{rss, time};
 use super::{Common, Record};
 use crate::commands::large::LargeArgs;
 use anyhow::Result;
@@ -49,10 +49,12 @@ pub fn train(config: &Path, batch: usize, runs: usize, large: LargeArgs) -> Resu
         skipped: Default::default(),
     };
     let b = loader.batch_at(0);
+    let base = rss::reset();
     let times = time(runs, || t.train_step(std::slice::from_ref(&b)).map(|_| ()))?;
     let _ = std::fs::remove_dir_all(&cfg.run.out_dir);
     let mut rec = Record::new(format!("train_step.tiny.b{batch}"), times);
     rec.per_s = Some(batch as f64 / rec.median_s);
+    rec.peak_mib = base.zip(rss::peak()).map(|(b, p)| p - b);
     rec.note = format!("{}: all losses, discriminator on", config.display());
     println!(
         "{}: median {:.3} s/step, {:.1} images/s ({})",

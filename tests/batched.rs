@@ -70,8 +70,10 @@ fn mergear_with_a_window_of_l_is_plain_decoding() {
     }
     // Slots: w ≥ L − 1 − K is the plain cache; a small window holds prefix + K + w + 1.
     assert_eq!(slots(2, 25, 4, Some(25)), slots(2, 25, 4, None));
-    assert_eq!(slots(2, 25, 4, None), 2 + 24);
-    assert_eq!(slots(2, 1024, 256, Some(2)), 2 + 256 + 3);
+    assert_eq!(slots(2, 25, 4, None), 2 + 23);
+    // Against plain's L slots (prefix 2 + L − 2): exactly (K + w + 2)/L.
+    assert_eq!(slots(2, 1024, 256, Some(2)), 256 + 2 + 2);
+    assert_eq!(slots(2, 1024, 256, None), 1024);
 }
 
 /// Rows of a seeded uniform(−1, 1) generator.
@@ -93,7 +95,7 @@ fn ragged_kernel_matches_generic_attention_on_odd_shapes() {
         let q = noise(s * d, 1);
         let kv: Vec<(Vec<f32>, Vec<f32>)> =
             lens.iter().enumerate().map(|(i, &n)| (noise(n * d, 10 + i as u64), noise(n * d, 20 + i as u64))).collect();
-        let held: Vec<Held> = kv.iter().zip(&lens).map(|((k, v), &len)| Held { k, v, len }).collect();
+        let held: Vec<Held> = kv.iter().zip(&lens).map(|((k, v), &len)| Held { k, v, len, next: None }).collect();
         let fast = attend_one(&q, &held, heads, hd);
         // The generic path, one sequence at a time: [1, H, len, hd] from slot-major [len, H·hd].
         for (i, &len) in lens.iter().enumerate() {
@@ -159,4 +161,43 @@ fn eviction_compacts_in_order() {
     let bias: Vec<f32> = a.bias.unwrap().into_data().convert::<f32>().try_into_vec().unwrap();
     assert!(bias[..4].iter().all(|&b| b == 0.0) && bias[4..6].iter().all(|&b| b == f32::NEG_INFINITY));
     assert!(bias[6..].iter().all(|&b| b == 0.0));
+}
+
+/// A decoding step attends to its own entry before storing it, and drops the retired entries
+/// first: the CPU kernel and the generic (padded, masked) path agree on the output and on what
+/// the cache then holds, and a retired step entry is never stored.
+#[test]
+fn retired_entries_leave_before_the_step_is_stored() {
+    let device = mergevq::device();
+    let (heads, hd, seqs) = (2usize, 8usize, 3usize);
+    let d = heads * hd;
+    let fill = |c: &mut RaggedKvCache| {
+        for t in 0..4 {
+            entries(c, seqs, heads, hd, &noise(seqs * d, 40 + t));
+        }
+    };
+    let (mut fast, mut generic) =
+        (RaggedKvCache::new(1, heads, hd, &[4; 3]), RaggedKvCache::new(1, heads, hd, &[4; 3]));
+    fill(&mut fast);
+    fill(&mut generic);
+    // Sequence 0 drops entry 1, sequence 1 its step entry (index 4), sequence 2 nothing.
+    let retired = [vec![1], vec![4], vec![]];
+    fast.retire(&retired);
+    generic.retire(&retired);
+    let t = |x: Vec<f32>| Tensor::<4>::from_data(TensorData::new(x, [seqs, heads, 1, hd]), &device);
+    let (q, k, v) = (noise(seqs * d, 1), noise(seqs * d, 2), noise(seqs * d, 3));
+    let a = fast.attend(0, t(q.clone()), t(k.clone()), t(v.clone()));
+    let g = generic.append(0, t(k), t(v));
+    let b = attention(t(q), g.k, g.v, g.bias);
+    let (a, b): (Vec<f32>, Vec<f32>) = (
+        a.into_data().convert::<f32>().try_into_vec().unwrap(),
+        b.into_data().convert::<f32>().try_into_vec().unwrap(),
+    );
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+    }
+    assert_eq!(fast.lens(), vec![4, 4, 5]);
+    assert_eq!(generic.lens(), vec![4, 4, 5]);
+    // No slot was added for the step: only sequence 2 (nothing retired) outgrew its four.
+    assert_eq!(fast.capacity(), vec![4, 4, 8]);
 }

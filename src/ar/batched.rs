@@ -41,11 +41,14 @@ pub fn image_rng(seed: u64, index: u64) -> StdRng {
     StdRng::from_seed(s)
 }
 
-/// Cache slots one sequence needs: the prefix, then under MergeAR with window w < L the K
-/// firsts of groups and the w + 1 entries of the window, else the L − 1 fed tokens.
+/// Cache slots one sequence needs. A step attends to its own entry from its activations and
+/// stores it only after dropping what no later query sees, so a sequence holds what the queries
+/// after the current one need: the prefix, then under MergeAR with window w the firsts of the
+/// K groups and the w entries of the window, at most the L − 2 fed tokens a later query sees
+/// (the last fed token L − 2 is seen by its own query only).
 pub fn slots(np: usize, l: usize, keep: usize, window: Option<usize>) -> usize {
-    let fed = l.saturating_sub(1);
-    np + window.map_or(fed, |w| (keep + w + 1).min(fed))
+    let seen = l.saturating_sub(2);
+    np + window.map_or(seen, |w| (keep + w).min(seen))
 }
 
 /// Guided logits: uncond + (cond − uncond)·scale for a (cond, uncond) pair, else the row.
@@ -138,16 +141,26 @@ pub fn generate_batch(
         if j + 1 == l {
             break;
         }
-        h = gpt.step(gpt.embed_token(&pre_rows, &post_rows), &[np + j], &mut cache);
-        let mut evicted = vec![Vec::new(); reqs.len() * rp];
+        // Entries that only token j's query still sees: dropped once it attended, before its
+        // own entry is stored (the last fed token's entry is never stored).
+        let held = cache.lens();
+        let mut retired = vec![Vec::new(); reqs.len() * rp];
         for (i, p) in policies.iter_mut().enumerate() {
             if let Some(p) = p {
                 // The policy counts image tokens; the cache's entries start with the prefix.
                 let e: Vec<usize> = p.push(j, images[i].codes[j]).into_iter().map(|x| np + x).collect();
-                evicted[i * rp..(i + 1) * rp].fill(e);
+                retired[i * rp..(i + 1) * rp].fill(e);
             }
         }
-        cache.evict(&evicted);
+        if j + 2 == l {
+            for (r, &len) in retired.iter_mut().zip(&held) {
+                if r.last() != Some(&len) {
+                    r.push(len);
+                }
+            }
+        }
+        cache.retire(&retired);
+        h = gpt.step(gpt.embed_token(&pre_rows, &post_rows), &[np + j], &mut cache);
         let lens = cache.lens();
         for (i, img) in images.iter_mut().enumerate() {
             img.kv_trace.push(lens[i * rp]);

@@ -33,7 +33,8 @@ Benchmarks (names are matched by the Rust side):
                                 adaptive generator weight (2 autograd.grad on the last layer)
   tome_merge.b8                 (see bench_tome)
   lfq_entropy.d18.b{16,4,1}x256 (see bench_lfq; b4/b1 are extra, smaller sizes)
-  ar.L{256,1024}.plain          (see bench_ar)
+  ar[.gpt_b].L{256,1024}.b{B}[.cfg].plain  (see bench_ar; --ar-batch, --ar-cfg, --ar-lengths,
+                                --ar-models choose B, the guidance scale, L and the models)
 
 The script itself needs torch, numpy, pyyaml; the imported reference modules need torchvision,
 timm, einops, lightning (LightningModule base class), requests + tqdm (taming/util.py).
@@ -595,49 +596,78 @@ def bench_lfq(ctx, only, emit):
 
 # --------------------------------------------------------------------------- AR
 
-def bench_ar(ctx, only, emit):
-    """ar.L{L}.plain: taming/modules/transformer/gpt.py GPT (LlamaGen style: RMSNorm, SwiGLU,
-    2-D RoPE, class token) with dim 256, 8 spatial + 2 factorized (intra-token) layers,
-    8 heads, token_factorization with factorized_bits [6, 12] (two heads, 2^6 and 2^12),
-    1000 classes, block_size L (16x16 or 32x32 grid), random init (the reference zero-inits
-    the heads -> uniform logits), eval mode. Timed: the reference's gpt.sample() for 1 image,
-    L steps, with its KV caches (setup_caches once, setup_factorized_caches every step, as
-    written), no classifier-free guidance, temperature [1, 1], top_k [0, 0], top_p [1, 1]
-    (no filtering), multinomial sampling. tokens_per_s = L / median.
-    No-CFG path: cfg_scale = [0, 0]. The reference's own default cfg_scale = 1.0 does not run
-    for batch 1: sample() sizes its KV caches for 2*B whenever cfg_scale[0] >= 1.0 but only
-    doubles the input when cfg_scale[0] > 1.0, so attention against the 2-row cache returns
-    2 rows and the `.view(bsz, seqlen, dim)` fails. Any cfg_scale < 1 takes the plain path
-    (caches for B rows, no uncond batch, no logit mixing); cfg_scale enters nothing else."""
+AR_MODELS = {
+    # name prefix: (dim, spatial layers, heads); "ar" is the dim-256 bench model, "ar.gpt_b" the
+    # official stage-2 GPT (configs/gpu_s2/imagenet_cond_llamagen_B_256_*.yaml, read below).
+    "ar": (256, 8, 8),
+    "ar.gpt_b": None,
+}
+
+
+def gpt_b_size(ref):
+    """(dim, spatial_n_layer, n_head) of the authors' stage-2 GPT-B YAML."""
+    cfg = load_yaml(os.path.join(ref, "configs/gpu_s2/imagenet_cond_llamagen_B_256_G_d64_k1024_8gpu_ep300.yaml"))
+    p = cfg["model"]["init_args"]["transformer_config"]["params"]
+    return p["dim"], p["spatial_n_layer"], p["n_head"]
+
+
+def bench_ar(ctx, ref, only, emit, batch=1, cfg=1.0, lengths=(256, 1024), models=("ar",)):
+    """ar[.gpt_b].L{L}.b{B}[.cfg].plain: the reference's own sampler
+    (taming/modules/transformer/gpt.py sample()) on its GPT (LlamaGen style: RMSNorm, SwiGLU,
+    2-D RoPE, class token) with 2 factorized (intra-token) layers, token_factorization with
+    factorized_bits [6, 12] (two heads, 2^6 and 2^12), 1000 classes, block_size L (16x16 or
+    32x32 grid), random init (the reference zero-inits the heads -> uniform logits), eval mode.
+    "ar": dim 256, 8 spatial layers, 8 heads; "ar.gpt_b": the gpu_s2 YAML's dim, layers, heads.
+    Timed: gpt.sample() for B images, L steps, with its KV caches (setup_caches once,
+    setup_factorized_caches every step, as written), temperature [1, 1], top_k [0, 0], top_p
+    [1, 1] (no filtering), multinomial sampling. per_s = B*L / median (tokens/s over all images).
+    peak_kv_mib: the bytes of the spatial layers' k_cache/v_cache buffers sample() allocates
+    ([rows, H, find_multiple(1 + L, 8), hd] each; rows = 2B with guidance).
+    Guidance (cfg > 1): the input is [B cond labels; B null labels (class_num)] as the
+    reference's sample.py builds it, cfg_scale [cfg, cfg]. Without guidance cfg_scale = [0, 0]:
+    the reference's own default 1.0 does not run (sample() sizes its KV caches for 2B rows
+    whenever cfg_scale[0] >= 1.0 but only doubles the input when > 1.0, so the
+    `.view(bsz, seqlen, dim)` fails); any scale < 1 takes the plain path. The authors' sampler
+    has no MergeAR decoding, so there is no .mergear record."""
     from taming.modules.transformer.gpt import GPT, sample
-    for L in (256, 1024):
-        name = f"ar.L{L}.plain"
-        if not selected(name, only):
-            continue
-        try:
-            torch.manual_seed(0)
-            gpt = GPT(vocab_size=2 ** 18, block_size=L, spatial_n_layer=8, factorized_n_layer=2,
-                      n_head=8, dim=256, cond_dim=256, token_factorization=True,
-                      factorized_bits=[6, 12], class_num=1000, token_drop=0.1,
-                      resid_dropout_p=0.1).to(ctx.device).eval()
-            cond = torch.tensor([[207]], device=ctx.device)
-            out = {}
+    tag = ".cfg" if cfg != 1.0 else ""
+    for model in models:
+        for L in lengths:
+            name = f"{model}.L{L}.b{batch}{tag}.plain"
+            if not selected(name, only):
+                continue
+            try:
+                dim, layers, heads = AR_MODELS[model] or gpt_b_size(ref)
+                torch.manual_seed(0)
+                gpt = GPT(vocab_size=2 ** 18, block_size=L, spatial_n_layer=layers, factorized_n_layer=2,
+                          n_head=heads, dim=dim, cond_dim=dim, token_factorization=True,
+                          factorized_bits=[6, 12], class_num=1000, token_drop=0.1,
+                          resid_dropout_p=0.1).to(ctx.device).eval()
+                cond = torch.full((batch, 1), 207, device=ctx.device)
+                if cfg != 1.0:
+                    x = torch.cat([cond, torch.full_like(cond, 1000)])
+                    scale = [cfg, cfg]
+                else:
+                    x, scale = cond, [0.0, 0.0]
+                out = {}
 
-            def run():
-                torch.manual_seed(1)
-                pre, post = sample(cond, gpt, steps=L, temperature=[1.0, 1.0], top_k=[0, 0],
-                                   top_p=[1.0, 1.0], token_factorization=True,
-                                   cfg_scale=[0.0, 0.0])
-                out["shape"] = (tuple(pre.shape), tuple(post.shape))
+                def run():
+                    torch.manual_seed(1)
+                    pre, post = sample(x, gpt, steps=L, temperature=[1.0, 1.0], top_k=[0, 0],
+                                       top_p=[1.0, 1.0], token_factorization=True, cfg_scale=scale)
+                    out["shape"] = (tuple(pre.shape), tuple(post.shape))
 
-            with torch.no_grad():
-                r = ctx.time(run)
-            assert out["shape"] == ((1, L), (1, L)), out["shape"]
-            emit({"bench": name, **r, "tokens_per_s": L / r["median_s"],
-                  "params_M": round(sum(p.numel() for p in gpt.parameters()) / 1e6, 2)})
-            del gpt
-        except Exception as e:
-            emit({"bench": name, "error": f"{type(e).__name__}: {e}"})
+                with torch.no_grad():
+                    r = ctx.time(run)
+                assert out["shape"] == ((batch, L), (batch, L)), out["shape"]
+                kv = sum(b.attention.kv_cache.k_cache.numel() * b.attention.kv_cache.k_cache.element_size() * 2
+                         for b in gpt.spatial_blocks)
+                emit({"bench": name, **r, "per_s": batch * L / r["median_s"],
+                      "tokens_per_s": batch * L / r["median_s"], "peak_kv_mib": kv / 2 ** 20, "cfg": cfg,
+                      "batch": batch, "params_M": round(sum(p.numel() for p in gpt.parameters()) / 1e6, 2)})
+                del gpt
+            except Exception as e:
+                emit({"bench": name, "error": f"{type(e).__name__}: {e}"})
 
 
 # --------------------------------------------------------------------------- main
@@ -652,6 +682,8 @@ def fmt_row(r):
     extra = []
     if "tokens_per_s" in r:
         extra.append(f"{r['tokens_per_s']:.1f} tok/s")
+    if "peak_kv_mib" in r:
+        extra.append(f"KV {r['peak_kv_mib']:.1f} MiB")
     if "peak_mib" in r:
         extra.append(f"peak {r['peak_mib']:.0f} MiB")
     if "K" in r:
@@ -671,6 +703,10 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--only", default="", help="comma-separated name prefixes")
+    ap.add_argument("--ar-batch", type=int, default=1, help="AR: images sampled together")
+    ap.add_argument("--ar-cfg", type=float, default=1.0, help="AR: guidance scale (1: none)")
+    ap.add_argument("--ar-lengths", default="256,1024", help="AR: comma-separated L")
+    ap.add_argument("--ar-models", default="ar", help="AR: comma-separated of ar, ar.gpt_b")
     ap.add_argument("--json", default=None)
     ap.add_argument("--slow-s", type=float, default=60.0,
                     help="warm-up longer than this -> 3 timed runs")
@@ -724,7 +760,8 @@ def main():
     bench_tome(ctx, only, emit)
     bench_lfq(ctx, only, emit)
     bench_train_step(ctx, args.ref, only, emit)
-    bench_ar(ctx, only, emit)
+    bench_ar(ctx, args.ref, only, emit, args.ar_batch, args.ar_cfg,
+             [int(x) for x in args.ar_lengths.split(",")], args.ar_models.split(","))
     bench_tokenizer(ctx, args.ref, only, emit)
     doc["total_s"] = time.time() - t0
     if args.json:

@@ -4,7 +4,7 @@
 //! one after the other by small factorized blocks), a class token with a null class for CFG, and
 //! an optional merge-instruction token for MergeAR.
 pub use crate::ar::gpt_config::GptConfig;
-use crate::ar::kv_cache::{Attend, KvCache};
+use crate::ar::kv_cache::KvCache;
 use crate::io::{scope::Scope, weights::Init};
 use crate::nn::{attention, silu, Linear};
 use anyhow::{bail, Result};
@@ -132,11 +132,11 @@ impl Block {
         let q = rope.apply(qkv.clone().narrow(2, 0, d).reshape([b, n, h, hd]), cs).swap_dims(1, 2);
         let k = rope.apply(qkv.clone().narrow(2, d, d).reshape([b, n, h, hd]), cs).swap_dims(1, 2);
         let v = qkv.narrow(2, 2 * d, d).reshape([b, n, h, hd]).swap_dims(1, 2);
-        let Attend { k, v, bias } = match cache {
-            Some((c, layer)) => c.append(layer, k, v),
-            None => Attend { k, v, bias },
+        let a = match cache {
+            Some((c, layer)) => c.attend(layer, q, k, v),
+            None => attention(q, k, v, bias),
         };
-        let a = attention(q, k, v, bias).swap_dims(1, 2).reshape([b, n, d]);
+        let a = a.swap_dims(1, 2).reshape([b, n, d]);
         let x = x + self.attention.wo.forward(a);
         let f = self.ffn_norm.forward(x.clone());
         x.clone() + self.w2.forward(silu(self.w1.forward(f.clone())) * self.w3.forward(f))

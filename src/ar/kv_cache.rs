@@ -3,6 +3,7 @@
 //! holds one sequence per image, or two with classifier-free guidance (cond, uncond). MergeAR
 //! (MergeVQ §4.1, App. A.2) evicts duplicate tokens that left the window, so the entries a
 //! sequence keeps are not a contiguous range of positions.
+use crate::nn::attention;
 use burn::prelude::*;
 
 /// What the queries of one appended chunk attend over.
@@ -21,6 +22,14 @@ pub trait KvCache {
     /// Appends a chunk's keys and values [B, H, n, hd] to `layer` (every sequence gets its n
     /// new entries after those it holds); returns what the chunk's queries attend over.
     fn append(&mut self, layer: usize, k: Tensor<4>, v: Tensor<4>) -> Attend;
+
+    /// Appends the chunk's keys and values and attends its queries q [B, H, n, hd] over what
+    /// the cache then holds; returns [B, H, n, hd]. The default is the generic attention over
+    /// `append`'s tensors; a cache may run its own kernel.
+    fn attend(&mut self, layer: usize, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+        let Attend { k, v, bias } = self.append(layer, k, v);
+        attention(q, k, v, bias)
+    }
 
     /// Drops entries from every layer: `evicted[s]` lists the entry indices of sequence s
     /// (0 = its first prefix entry, counting only the entries it holds), ascending.

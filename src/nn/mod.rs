@@ -43,7 +43,14 @@ impl Linear {
         let rows = dims.iter().product::<usize>() / d_in;
         let w = self.weight.val();
         dims[D - 1] = w.dims()[0];
-        let y = x.reshape([rows, d_in]).matmul(w.transpose());
+        // One row goes through the multi-row kernel too: the single-row (gemv) kernel sums in
+        // another order, and a row's result must not depend on how many rows run with it.
+        let x = x.reshape([rows, d_in]);
+        let y = if rows == 1 {
+            Tensor::cat(vec![x.clone(), x], 0).matmul(w.transpose()).narrow(0, 0, 1)
+        } else {
+            x.matmul(w.transpose())
+        };
         let y = match &self.bias {
             Some(b) => y + b.val().unsqueeze::<2>(),
             None => y,

@@ -3,15 +3,15 @@
 use super::large::LargeArgs;
 use crate::progress;
 use anyhow::{bail, Result};
+use mergevq::ar::batched::{generate_batch, image_rng, Request};
 use mergevq::ar::generator::{Generator, GeneratorConfig};
-use mergevq::ar::sample::{generate, SampleOpts};
+use mergevq::ar::sample::SampleOpts;
 use mergevq::io::image::{save_image, tensor_to_rgb};
 use mergevq::io::marker::Format;
 use mergevq::io::output::Outputs;
 use mergevq::tokenizer::config::TokenizerConfig;
 use mergevq::tokenizer::Tokenizer;
 use mergevq::validate::{float_in, int_in, FloatRange, MAX_SIZE};
-use rand::SeedableRng;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -34,6 +34,10 @@ pub struct GenerateArgs {
     /// Images to sample (one grid).
     #[arg(long, default_value_t = 16, value_parser = int_in(1, MAX_IMAGES))]
     num: usize,
+    /// Images decoded together per forward (two sequences each with --cfg ≠ 1); the tokens do
+    /// not depend on it. Default: all of --num, at most 16.
+    #[arg(long, value_parser = int_in(1, MAX_IMAGES))]
+    batch: Option<usize>,
     /// Classifier-free guidance scale (1: off).
     #[arg(long, default_value_t = 1.0, allow_hyphen_values = true, value_parser = float_in(FloatRange::FINITE))]
     cfg: f64,
@@ -71,6 +75,8 @@ struct Speed {
     secs: f64,
     /// Largest KV cache (entries) of any sample.
     peak: usize,
+    /// Most bytes a batch's KV caches allocated.
+    peak_bytes: usize,
 }
 
 impl GenerateArgs {
@@ -85,7 +91,7 @@ impl GenerateArgs {
         let gcfg = GeneratorConfig::load(&self.ar_config)?;
         let cfg = TokenizerConfig::load(&self.config)?;
         // Classifier-free guidance runs the conditional and the unconditional sequence.
-        self.large.generator(&gcfg.gpt, &cfg, 2 * self.num)?;
+        self.large.generator(&gcfg.gpt, &cfg, 2 * self.batch())?;
         let g = Generator::with_config(gcfg, &self.ar_config, &self.ar, &device)?;
         let tok = Tokenizer::open(&cfg, &self.tokenizer, false, &device)?;
         let gc = &g.cfg.gpt;
@@ -104,12 +110,14 @@ impl GenerateArgs {
         let (grid, speed) = self.sample_grid(&g, &tok, merge)?;
         save_image(&grid, &self.output, &out)?;
         println!(
-            "{} images of class {}: {:.1} tokens/s, peak KV-cache entries {} (of {} positions){}; wrote {}",
+            "{} images of class {} in batches of {}: {:.1} tokens/s, peak KV-cache entries {} (of {} positions), peak KV memory {:.2} MiB{}; wrote {}",
             self.num,
             self.class,
+            self.batch(),
             speed.tokens as f64 / speed.secs,
             speed.peak,
             gc.block_size + gc.prefix(),
+            speed.peak_bytes as f64 / (1024.0 * 1024.0),
             self.window(&g.cfg).map(|w| format!(", MergeAR window {w}")).unwrap_or_default(),
             self.output.display()
         );
@@ -119,6 +127,11 @@ impl GenerateArgs {
     /// The sampling options of the flags.
     fn opts(&self) -> SampleOpts {
         SampleOpts { temperature: self.temperature, top_k: self.top_k, top_p: self.top_p, cfg: self.cfg }
+    }
+
+    /// Images per batch.
+    fn batch(&self) -> usize {
+        self.batch.unwrap_or(16).min(self.num)
     }
 
     /// The MergeAR cache window (the flag's, else the model's), when decoding with eviction.
@@ -142,25 +155,40 @@ impl GenerateArgs {
         g.merge_index(k)
     }
 
-    /// Samples `num` images into a grid of ⌈√num⌉ columns, row by row.
+    /// Samples `num` images, `batch` at a time (image i draws from its own stream of the seed),
+    /// into a grid of ⌈√num⌉ columns, row by row.
     fn sample_grid(&self, g: &Generator, tok: &Tokenizer, merge: Option<usize>) -> Result<(image::RgbImage, Speed)> {
         let opts = self.opts();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed);
         let res = tok.cfg.ddconfig.resolution as u32;
         let cols = (self.num as f64).sqrt().ceil() as u32;
         let rows = (self.num as u32).div_ceil(cols);
         let mut grid = image::RgbImage::new(cols * res, rows * res);
         let mut speed = Speed::default();
-        let pb = progress::bar(self.num as u64, "generate");
-        for i in 0..self.num as u32 {
-            let t0 = Instant::now();
-            let s = generate(&g.gpt, self.class, merge, self.window(&g.cfg), &opts, &mut rng, None)?;
-            speed.secs += t0.elapsed().as_secs_f64();
-            speed.tokens += s.codes.len();
-            speed.peak = speed.peak.max(s.peak_kv);
-            let img = tensor_to_rgb(tok.decode_codes(&s.codes)?.reshape([3, res as usize, res as usize]));
-            image::imageops::overlay(&mut grid, &img, ((i % cols) * res) as i64, ((i / cols) * res) as i64);
-            pb.inc(1);
+        let l = g.cfg.gpt.block_size;
+        let keep = match merge {
+            Some(m) => g.cfg.candidates[m],
+            None => l,
+        };
+        let pb = progress::bar((self.num * l) as u64, "generate (tokens)");
+        let t0 = Instant::now();
+        for first in (0..self.num).step_by(self.batch()) {
+            let n = self.batch().min(self.num - first);
+            let reqs = vec![Request { class: self.class, merge, keep, forced: None }; n];
+            let mut rngs: Vec<_> = (first..first + n).map(|i| image_rng(self.seed, i as u64)).collect();
+            let tb = Instant::now();
+            let b = generate_batch(&g.gpt, &reqs, self.window(&g.cfg), &opts, &mut rngs, |k| {
+                pb.inc(k as u64);
+                pb.set_message(format!("generate {:.0} tokens/s", pb.position() as f64 / t0.elapsed().as_secs_f64()));
+            })?;
+            speed.secs += tb.elapsed().as_secs_f64();
+            speed.peak_bytes = speed.peak_bytes.max(b.peak_kv_bytes);
+            for (i, s) in b.images.iter().enumerate() {
+                speed.tokens += s.codes.len();
+                speed.peak = speed.peak.max(s.peak_kv);
+                let img = tensor_to_rgb(tok.decode_codes(&s.codes)?.reshape([3, res as usize, res as usize]));
+                let at = (first + i) as u32;
+                image::imageops::overlay(&mut grid, &img, ((at % cols) * res) as i64, ((at / cols) * res) as i64);
+            }
         }
         pb.finish_and_clear();
         Ok((grid, speed))

@@ -1,13 +1,19 @@
-//! `bench ar`: AR decoding, plain vs MergeAR, on a random GPT with a synthetic group map
-//! (K = L/4, groups of 4 consecutive tokens): tokens/s, peak KV-cache entries and cache memory.
+//! `bench ar`: batched AR decoding of B images (2B sequences with guidance), plain vs MergeAR,
+//! on one random MergeAR GPT decoded both ways: "plain" keeps every entry (w ≥ L), "mergear"
+//! evicts with window w. The code sequences are forced from the tokenizer encoding crops of a
+//! real photo (`group_maps`), so both modes decode the same tokens. Records
+//! `ar[.model].L{L}.b{B}[.cfg].{plain|mergear}` with tokens/s over all images (`per_s`), the
+//! bytes the KV caches allocated (`peak_kv_mib`) and the guidance scale (`cfg`).
+use super::group_maps::photo_codes;
 use super::measure::time;
 use super::{Common, Record};
 use anyhow::Result;
+use mergevq::ar::batched::{generate_batch, image_rng, slots, Request};
 use mergevq::ar::gpt::{Gpt, GptConfig};
-use mergevq::ar::sample::{generate, SampleOpts};
+use mergevq::ar::sample::SampleOpts;
 use mergevq::io::weights::Weights;
 use mergevq::validate::{float_in, int_in, square_in, FloatRange};
-use rand::SeedableRng;
+use std::path::{Path, PathBuf};
 
 /// The size of the random GPT.
 #[derive(clap::Args, Clone)]
@@ -19,6 +25,30 @@ pub struct ArModel {
     pub layers: usize,
     #[arg(long, default_value_t = 8, value_parser = int_in(1, 256))]
     pub heads: usize,
+    /// The authors' stage-2 GPT (configs/gpu_s2/imagenet_cond_llamagen_B_*.yaml: dim 1024,
+    /// 24 spatial layers, 16 heads) instead of --dim/--layers/--heads.
+    #[arg(long)]
+    pub gpt_b: bool,
+}
+
+impl ArModel {
+    /// (dim, layers, heads).
+    fn size(&self) -> (usize, usize, usize) {
+        if self.gpt_b {
+            (1024, 24, 16)
+        } else {
+            (self.dim, self.layers, self.heads)
+        }
+    }
+
+    /// Record-name prefix: `ar` for the default dim-256 model, `ar.gpt_b`, else `ar.d{dim}l{layers}h{heads}`.
+    fn tag(&self) -> String {
+        match self.size() {
+            (256, 8, 8) => "ar".into(),
+            (1024, 24, 16) => "ar.gpt_b".into(),
+            (d, l, h) => format!("ar.d{d}l{l}h{h}"),
+        }
+    }
 }
 
 /// `mergevq bench ar`.
@@ -26,85 +56,121 @@ pub struct ArModel {
 pub struct ArBench {
     #[command(flatten)]
     gpt: ArModel,
-    /// Sequence lengths L (perfect squares ≥ 4; K = L/4).
+    /// Sequence lengths L: 256 and 1024, the grids of the GR_d64 and G_d64 tokenizers.
     #[arg(long, value_delimiter = ',', default_values_t = vec![256usize, 1024], value_parser = square_in(4, 65_536))]
     lengths: Vec<usize>,
     /// Classifier-free guidance scale (≠ 1 decodes a conditional and an unconditional
     /// sequence per image, as `generate --cfg` does).
     #[arg(long, default_value_t = 1.0, allow_hyphen_values = true, value_parser = float_in(FloatRange::FINITE))]
     cfg: f64,
+    /// Images decoded together.
+    #[arg(long, default_value_t = 1, value_parser = int_in(1, super::MAX_BATCH))]
+    batch: usize,
+    /// Kept count K (default: the tokenizer config's, 144 at L=256 and 256 at L=1024).
+    #[arg(long, value_parser = int_in(1, 65_536))]
+    keep: Option<usize>,
+    /// The MergeAR cache window w.
+    #[arg(long, default_value_t = 2, value_parser = int_in(0, 65_536))]
+    window: usize,
+    /// The photo the tokenizer encodes for the group maps.
+    #[arg(long, default_value = "assets/rocket.jpg")]
+    photo: PathBuf,
     #[command(flatten)]
     pub common: Common,
 }
 
+/// What one `ar` call measures.
+pub struct ArRun<'a> {
+    pub model: &'a ArModel,
+    pub lengths: &'a [usize],
+    pub cfg: f64,
+    pub batch: usize,
+    pub keep: Option<usize>,
+    pub window: usize,
+    pub photo: &'a Path,
+    pub runs: usize,
+}
+
 impl ArBench {
     pub fn records(&self) -> Result<Vec<Record>> {
-        ar(&self.gpt, &self.lengths, self.cfg, self.common.runs())
+        ar(&ArRun {
+            model: &self.gpt,
+            lengths: &self.lengths,
+            cfg: self.cfg,
+            batch: self.batch,
+            keep: self.keep,
+            window: self.window,
+            photo: &self.photo,
+            runs: self.common.runs(),
+        })
     }
 }
 
-/// Both decoding modes at every length L, with a `cfg_scale` guidance scale.
-pub fn ar(m: &ArModel, lengths: &[usize], cfg_scale: f64, runs: usize) -> Result<Vec<Record>> {
-    let rows = if cfg_scale != 1.0 { "2 sequences (CFG)" } else { "1 sequence" };
-    println!("AR decoding: dim {}, {} layers, {} heads, 18-bit codes (6+12), one image = {rows}, sampling every token, median of {runs}", m.dim, m.layers, m.heads);
+/// A GPT of the model's size with one merge instruction (the kept count K) at length L.
+fn gpt_config(m: &ArModel, l: usize) -> GptConfig {
+    let (dim, layers, heads) = m.size();
+    GptConfig {
+        factorized_bits: [6, 12],
+        block_size: l,
+        dim,
+        n_head: heads,
+        spatial_n_layer: layers,
+        factorized_n_layer: 2,
+        class_num: 1000,
+        merge_tokens: 1,
+        multiple_of: 256,
+        rope_base: 10000.0,
+        class_dropout: 0.0,
+    }
+}
+
+/// Both decoding modes at every length L.
+pub fn ar(r: &ArRun) -> Result<Vec<Record>> {
+    let (dim, layers, heads) = r.model.size();
+    let guided = r.cfg != 1.0;
+    let rows = if guided { "2 sequences (CFG)" } else { "1 sequence" };
     println!(
-        "{:>6} {:>6} {:>10} {:>12} {:>10} {:>14} {:>8}",
-        "L", "K", "mode", "tokens/s", "peak KV", "KV memory MiB", "speedup"
+        "AR decoding: dim {dim}, {layers} layers, {heads} heads, 18-bit codes (6+12), batch {} images × {rows}, window {}, median of {}",
+        r.batch, r.window, r.runs
     );
+    for &l in r.lengths {
+        gpt_config(r.model, l).validate()?;
+    }
     let mut out = Vec::new();
-    for &l in lengths {
+    for &l in r.lengths {
+        let device = mergevq::device();
+        let gpt = Gpt::load(Weights::random(0, &device).root(), &gpt_config(r.model, l))?;
+        let (k, codes) = photo_codes(l, r.batch, r.keep, r.photo)?;
+        println!(
+            "{:>6} {:>6} {:>10} {:>12} {:>14} {:>16} {:>8}",
+            "L", "K", "mode", "tokens/s", "peak entries", "KV allocated MiB", "speedup"
+        );
         let mut base = None;
-        for (mode, merge_tokens, window) in [("plain", 0usize, None), ("mergear", 1, Some(2usize))] {
-            let (times, peak) = decode(m, l, merge_tokens, window, cfg_scale, runs)?;
-            let tag = if cfg_scale != 1.0 { ".cfg" } else { "" };
-            let mut rec = Record::new(format!("ar.L{l}{tag}.{mode}"), times);
-            let tps = l as f64 / rec.median_s;
+        for (mode, window) in [("plain", None), ("mergear", Some(r.window))] {
+            let reqs: Vec<Request> =
+                codes.iter().map(|c| Request { class: 1, merge: Some(0), keep: k, forced: Some(c.clone()) }).collect();
+            let opts = SampleOpts { cfg: r.cfg, ..Default::default() };
+            let (mut peak_bytes, mut peak_entries) = (0, 0);
+            let times = time(r.runs, || {
+                let mut rngs: Vec<_> = (0..r.batch as u64).map(|i| image_rng(0, i)).collect();
+                let b = generate_batch(&gpt, &reqs, window, &opts, &mut rngs, |_| {})?;
+                peak_bytes = b.peak_kv_bytes;
+                peak_entries = b.images.iter().map(|g| g.peak_kv).max().unwrap_or(0);
+                Ok(())
+            })?;
+            let tag = if guided { ".cfg" } else { "" };
+            let mut rec = Record::new(format!("{}.L{l}.b{}{tag}.{mode}", r.model.tag(), r.batch), times);
+            let tps = (r.batch * l) as f64 / rec.median_s;
+            let mib = peak_bytes as f64 / (1024.0 * 1024.0);
             rec.per_s = Some(tps);
-            let seqs = if cfg_scale != 1.0 { 2 } else { 1 };
-            let mib = (seqs * peak * m.layers * 2 * m.dim * 4) as f64 / (1024.0 * 1024.0);
-            rec.note = format!("peak KV entries {peak}, KV memory {mib:.2} MiB");
+            rec.peak_kv_mib = Some(mib);
+            rec.cfg = Some(r.cfg);
+            let per_seq = slots(gpt.cfg.prefix(), l, k, window);
+            rec.note = format!("L={l} K={k} w={} slots/sequence {per_seq}, peak entries {peak_entries}", r.window);
             let b = *base.get_or_insert(tps);
-            println!("{l:>6} {:>6} {mode:>10} {tps:>12.1} {peak:>10} {mib:>14.2} {:>7.2}x", l / 4, tps / b);
+            println!("{l:>6} {k:>6} {mode:>10} {tps:>12.1} {peak_entries:>14} {mib:>16.2} {:>7.2}x", tps / b);
             out.push(rec);
         }
     }
     Ok(out)
-}
-
-/// Times decoding one synthetic merged image of L tokens (K = L/4 groups of 4 consecutive
-/// positions, one code each, forced so every mode decodes the same sequence); returns the
-/// run times and the peak KV-cache entries.
-fn decode(
-    m: &ArModel,
-    l: usize,
-    merge_tokens: usize,
-    window: Option<usize>,
-    cfg_scale: f64,
-    runs: usize,
-) -> Result<(Vec<f64>, usize)> {
-    let device = mergevq::device();
-    let opts = SampleOpts { cfg: cfg_scale, ..Default::default() };
-    let cfg = GptConfig {
-        factorized_bits: [6, 12],
-        block_size: l,
-        dim: m.dim,
-        n_head: m.heads,
-        spatial_n_layer: m.layers,
-        factorized_n_layer: 2,
-        class_num: 1000,
-        merge_tokens,
-        multiple_of: 256,
-        rope_base: 10000.0,
-        class_dropout: 0.0,
-    };
-    let gpt = Gpt::load(Weights::random(0, &device).root(), &cfg)?;
-    let codes: Vec<i64> = (0..l).map(|j| ((j / 4) as i64 * 7919) % (1 << 18)).collect();
-    let mut peak = 0;
-    let times = time(runs, || {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-        let g = generate(&gpt, 1, (merge_tokens > 0).then_some(0), window, &opts, &mut rng, Some(&codes))?;
-        peak = g.peak_kv;
-        Ok(())
-    })?;
-    Ok((times, peak))
 }

@@ -2,6 +2,7 @@
 //! optionally written as JSON records {bench, median_s, runs_s, peak_mib} — the same names and
 //! layout as `bench/reference.py`, so `bench/compare.py` can put the two side by side.
 mod ar;
+mod group_maps;
 mod lfq;
 mod measure;
 mod tokenizer;
@@ -10,7 +11,7 @@ mod train;
 
 use super::large::LargeArgs;
 use anyhow::Result;
-use ar::{ArBench, ArModel};
+use ar::{ArBench, ArModel, ArRun};
 use clap::Subcommand;
 use lfq::LfqBench;
 use measure::{median, threads};
@@ -44,8 +45,8 @@ pub enum Bench {
     Tome(TomeBench),
     /// LFQ entropy + commitment loss, forward and backward: time and peak extra memory.
     Lfq(LfqBench),
-    /// AR decoding, plain vs MergeAR, on a random GPT with a synthetic group map (K = L/4,
-    /// groups of 4 consecutive tokens): tokens/s, peak KV-cache entries and cache memory.
+    /// Batched AR decoding (B images, CFG), plain vs MergeAR, on a random MergeAR GPT with the
+    /// group maps of the tokenizer encoding a photo: tokens/s and the KV memory allocated.
     Ar(ArBench),
 }
 
@@ -87,6 +88,12 @@ pub struct Record {
     /// Throughput in the bench's unit (images/s, tokens/s).
     #[serde(skip_serializing_if = "Option::is_none")]
     per_s: Option<f64>,
+    /// KV-cache bytes allocated at the peak, MiB (AR decoding).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peak_kv_mib: Option<f64>,
+    /// Classifier-free guidance scale (AR decoding).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cfg: Option<f64>,
     #[serde(skip_serializing_if = "String::is_empty")]
     note: String,
 }
@@ -99,6 +106,8 @@ impl Record {
             runs_s,
             peak_mib: None,
             per_s: None,
+            peak_kv_mib: None,
+            cfg: None,
             note: String::new(),
         }
     }
@@ -166,9 +175,20 @@ impl AllBench {
         if !self.no_train {
             out.push(train::train(Path::new("configs/train_fmnist_tiny.toml"), None, 8, runs, self.common.large)?);
         }
-        let m = ArModel { dim: 256, layers: 8, heads: 8 };
-        out.extend(ar::ar(&m, &[256, 1024], 1.0, runs)?);
-        out.extend(ar::ar(&m, &[1024], 1.5, runs)?);
+        let m = ArModel { dim: 256, layers: 8, heads: 8, gpt_b: false };
+        let photo = Path::new("assets/rocket.jpg");
+        let run = |lengths: &'static [usize], cfg, batch| ArRun {
+            model: &m,
+            lengths,
+            cfg,
+            batch,
+            keep: None,
+            window: 2,
+            photo,
+            runs,
+        };
+        out.extend(ar::ar(&run(&[256, 1024], 1.0, 1))?);
+        out.extend(ar::ar(&run(&[1024], 1.5, 16))?);
         println!("\nsummary ({} threads)", threads());
         for r in &out {
             println!(

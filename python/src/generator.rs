@@ -4,16 +4,19 @@
 use crate::guard::{check_signals, compute};
 use crate::tokenizer::PyTokenizer;
 use anyhow::{bail, Result};
+use mergevq::ar::batched::{generate_batch, image_rng, Request};
 use mergevq::ar::generator::{Generator, GeneratorConfig};
-use mergevq::ar::sample::{generate, SampleOpts};
+use mergevq::ar::sample::SampleOpts;
 use mergevq::memory::Use;
 use mergevq::validate::check_int;
 use pyo3::prelude::*;
 use pyo3::types::PyByteArray;
 use rand::rngs::StdRng;
-use rand::SeedableRng;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+/// Images sampled together when `batch` is not given (as `mergevq generate`).
+const DEFAULT_BATCH: usize = 16;
 
 /// A loaded generator with the tokenizer whose codes it makes.
 #[pyclass(frozen, module = "mergevq._mergevq", name = "Generator")]
@@ -50,9 +53,16 @@ impl PyGenerator {
         Ok(Sampling { merge: g.merge_index(k)?, window, opts: SampleOpts::default() })
     }
 
-    /// Samples one image of `class`: the one call of the library's sampler.
-    fn sample(&self, class: usize, s: &Sampling, rng: &mut StdRng) -> Result<Vec<i64>> {
-        Ok(generate(&self.inner.gpt, class, s.merge, s.window, &s.opts, rng, None)?.codes)
+    /// Samples the images `first..` of `classes` in one batch, image i from its own stream of
+    /// `seed` (as `mergevq generate`): the one call of the library's sampler.
+    fn sample(&self, classes: &[usize], first: usize, s: &Sampling, seed: u64) -> Result<Vec<i64>> {
+        let g = &self.inner.cfg;
+        let keep = s.merge.map_or(g.gpt.block_size, |m| g.candidates[m]);
+        let reqs: Vec<Request> =
+            classes.iter().map(|&class| Request { class, merge: s.merge, keep, forced: None }).collect();
+        let mut rngs: Vec<StdRng> = (first..first + classes.len()).map(|i| image_rng(seed, i as u64)).collect();
+        let b = generate_batch(&self.inner.gpt, &reqs, s.window, &s.opts, &mut rngs, |_| ())?;
+        Ok(b.images.into_iter().flat_map(|g| g.codes).collect())
     }
 }
 
@@ -87,8 +97,9 @@ impl PyGenerator {
         (c.gpt.class_num, c.candidates.clone(), c.window)
     }
 
-    /// Full rasters of codes, int64 bytes [B, L], one image per class in `classes`; one
-    /// generator seeded with `seed` draws them in order (as `mergevq generate --seed`).
+    /// Full rasters of codes, int64 bytes [B, L], one image per class in `classes`, `batch` at a
+    /// time; image i draws from its own stream of `seed`, so the batch size does not change the
+    /// result (as `mergevq generate --seed`).
     #[pyo3(signature = (classes, keep=None, cfg=1.0, temperature=1.0, top_k=0, top_p=1.0, mergear=None, window=None, batch=None, seed=0))]
     #[allow(clippy::too_many_arguments)]
     fn generate<'py>(
@@ -115,10 +126,10 @@ impl PyGenerator {
             let mut s = self.sampling(keep, mergear, window)?;
             s.opts = SampleOpts { temperature, top_k, top_p, cfg };
             s.opts.validate()?;
-            let mut rng = StdRng::seed_from_u64(seed);
             let mut codes = Vec::with_capacity(classes.len() * self.tok.full_len());
-            for &c in &classes {
-                codes.extend(self.sample(c, &s, &mut rng)?);
+            let per_batch = batch.unwrap_or(DEFAULT_BATCH);
+            for (i, chunk) in classes.chunks(per_batch).enumerate() {
+                codes.extend(self.sample(chunk, i * per_batch, &s, seed)?);
                 check_signals()?;
             }
             Ok(codes.into_iter().flat_map(i64::to_ne_bytes).collect::<Vec<u8>>())

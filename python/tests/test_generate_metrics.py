@@ -25,6 +25,13 @@ def test_generate_equals_cli(gen, tok, tmp_path):
     np.testing.assert_array_equal(mergevq.to_uint8(tok.decode_codes(codes))[0], load_png(out))
 
 
+def test_generate_batch_size_does_not_change_the_images(gen):
+    one = gen.generate([3, 1, 4], mergear=True, top_k=50, seed=5, batch=1)
+    three = gen.generate([3, 1, 4], mergear=True, top_k=50, seed=5, batch=3)
+    np.testing.assert_array_equal(one[0], three[0])
+    np.testing.assert_array_equal(one[1], three[1])
+
+
 def test_generate_bad_options(gen):
     with pytest.raises(ValueError, match="outside the model"):
         gen.generate([99])

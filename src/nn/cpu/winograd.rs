@@ -3,6 +3,7 @@
 //! of tiles are transformed into 16 matrices [C, tiles], multiplied by the 16 transformed weight
 //! matrices [O, C] (one matrix product each), and transformed back with the bias fused into the
 //! store. Exact up to rounding: the transforms use only ±1 and ½.
+use super::conv::SendPtr;
 use super::gemm::{matmul, Mat};
 use super::im2col::Geom;
 use rayon::prelude::*;
@@ -13,17 +14,6 @@ const BLOCK_ELEMS: usize = 1 << 20;
 
 thread_local! {
     static BUF: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
-}
-
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-
-impl SendPtr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// Whether the geometry is the one this kernel computes.

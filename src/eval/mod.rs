@@ -50,17 +50,18 @@ pub fn load_lpips(path: &Path, device: &Device) -> Result<Lpips> {
     Ok(net)
 }
 
-/// Mean per-image PSNR (dB, 0–255 scale) of `model`'s reconstructions at the K of `plan` of the
+/// Mean per-image PSNR (dB, 0–255 scale) and, with `lpips`, LPIPS of `model`'s reconstructions at the K of `plan` of the
 /// first `n` images, read batch by batch from `batch(k)`.
-pub fn mean_psnr(
+pub fn mean_psnr_lpips(
     model: &Tokenizer,
     plan: &KeepPlan,
     batch: impl Fn(usize) -> Batch,
     n: usize,
+    lpips: Option<&Lpips>,
     device: &Device,
-) -> Result<f64> {
+) -> Result<(f64, Option<f64>)> {
     let res = model.cfg.ddconfig.resolution;
-    let (mut sum, mut count) = (0.0, 0usize);
+    let (mut sum, mut lp, mut count) = (0.0, 0.0, 0usize);
     let mut k = 0;
     while count < n {
         let b = batch(k);
@@ -75,6 +76,9 @@ pub fn mean_psnr(
         );
         let t = model.encode(x.clone(), plan)?;
         let rec = model.decode(t.quantized, &t.group);
+        if let Some(net) = lpips {
+            lp += net.forward(x.clone(), rec.clone().clamp(-1.0, 1.0)).sum().into_scalar::<f32>() as f64;
+        }
         for i in 0..take {
             let a = tensor_to_rgb(x.clone().narrow(0, i, 1).reshape([3, res, res]));
             let r = tensor_to_rgb(rec.clone().narrow(0, i, 1).reshape([3, res, res]));
@@ -82,7 +86,8 @@ pub fn mean_psnr(
         }
         count += take;
     }
-    Ok(if count == 0 { f64::NAN } else { sum / count as f64 })
+    let mean = |v: f64| if count == 0 { f64::NAN } else { v / count as f64 };
+    Ok((mean(sum), lpips.map(|_| mean(lp))))
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -281,8 +281,8 @@ impl Trainable for ArTrainer {
         format!("ce {ce:.4}")
     }
 
-    fn validation(&self) -> Result<f64> {
-        self.validate()
+    fn validation(&self) -> Result<Losses> {
+        Ok(vec![(Self::VAL, self.validate()?)])
     }
 
     fn save_checkpoint(&self) -> Result<()> {

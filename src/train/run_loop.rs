@@ -29,7 +29,7 @@ pub trait Trainable {
     type Input;
     /// The logged value plotted in `loss_curve.png` ("rec", "ce").
     const CURVE: &'static str;
-    /// The metrics.jsonl key of the validation metric ("val_psnr", "val_ce").
+    /// The metrics.jsonl key of the main validation metric ("val_psnr", "val_ce").
     const VAL: &'static str;
 
     /// The run's settings, its locked folder and the next step to run.
@@ -48,8 +48,8 @@ pub trait Trainable {
     fn after_step(&self, _input: &Self::Input, _step: usize) -> Result<()> {
         Ok(())
     }
-    /// The validation metric of the EMA weights.
-    fn validation(&self) -> Result<f64>;
+    /// The validation metrics of the EMA weights, the main one (`VAL`) first.
+    fn validation(&self) -> Result<Losses>;
     fn save_checkpoint(&self) -> Result<()>;
     /// Writes the EMA weights into `out`; returns the file.
     fn export(&self, out: &Path) -> Result<PathBuf>;
@@ -60,7 +60,7 @@ pub struct Summary {
     pub steps: usize,
     /// Training images per second (0 where the trainer does not count images).
     pub images_per_s: f64,
-    /// The final validation metric of the EMA weights (`Trainable::VAL`).
+    /// The final main validation metric of the EMA weights (`Trainable::VAL`).
     pub val: f64,
     /// The exported EMA weights.
     pub exported: PathBuf,
@@ -75,15 +75,15 @@ fn progress_bar(total: usize, start: usize) -> indicatif::ProgressBar {
     pb
 }
 
-/// One metrics.jsonl line: the step, its logged values and the throughput.
-fn log_line(metrics: &mut File, step: usize, losses: &Losses, images_per_s: Option<f64>) -> Result<()> {
+/// One metrics.jsonl line: the step, its logged values and any extra fields.
+fn log_line(metrics: &mut File, step: usize, losses: &Losses, extra: &[(&str, serde_json::Value)]) -> Result<()> {
     let mut line = serde_json::Map::new();
     line.insert("step".into(), step.into());
     for (k, v) in losses {
         line.insert((*k).into(), serde_json::json!(v));
     }
-    if let Some(ips) = images_per_s {
-        line.insert("images_per_s".into(), serde_json::json!(ips));
+    for (k, v) in extra {
+        line.insert((*k).into(), v.clone());
     }
     writeln!(metrics, "{}", serde_json::Value::Object(line))?;
     Ok(())
@@ -121,12 +121,13 @@ pub fn run<T: Trainable>(t: &mut T) -> Result<Summary> {
             curve.push((step as f64, *v));
         }
         if step.is_multiple_of(cfg.log_every.max(1)) || step == total {
-            log_line(&mut metrics, step, &losses, ips)?;
+            let extra: Vec<_> = ips.map(|v| ("images_per_s", serde_json::json!(v))).into_iter().collect();
+            log_line(&mut metrics, step, &losses, &extra)?;
             pb.set_message(t.progress(&losses, ips));
         }
         t.after_step(&input, step)?;
         if cfg.val_every > 0 && step.is_multiple_of(cfg.val_every) {
-            writeln!(metrics, "{}", serde_json::json!({"step": step, (T::VAL): t.validation()?}))?;
+            log_line(&mut metrics, step, &t.validation()?, &[])?;
         }
         let timed_out = cfg.max_minutes.is_some_and(|m| t0.elapsed().as_secs_f64() > m * 60.0);
         if step.is_multiple_of(cfg.checkpoint_every.max(1)) || step == total || timed_out {
@@ -148,7 +149,8 @@ pub fn run<T: Trainable>(t: &mut T) -> Result<Summary> {
         crate::io::image::save_image(&plot, &out.join("loss_curve.png"), &t.state().dir.outputs)?;
     }
     let exported = t.export(out)?;
-    let val = t.validation()?;
-    writeln!(metrics, "{}", serde_json::json!({"step": t.state().step, (T::VAL): val, "final": true}))?;
+    let vals = t.validation()?;
+    log_line(&mut metrics, t.state().step, &vals, &[("final", true.into())])?;
+    let val = vals.iter().find(|(k, _)| *k == T::VAL).map_or(f64::NAN, |(_, v)| *v);
     Ok(Summary { steps: t.state().step - start, images_per_s, val, exported })
 }

@@ -194,9 +194,9 @@ impl Trainer {
         Ok(out)
     }
 
-    /// Mean PSNR (dB, 0–255 scale) of the EMA model on the first `n` validation images at the
-    /// kept count `keep` (default: the config's).
-    pub fn validate(&self, n: usize, keep: Option<usize>) -> Result<f64> {
+    /// Mean PSNR (dB, 0–255 scale) and, with the perceptual loss's network, LPIPS of the EMA
+    /// model on the first `n` validation images at the kept count `keep` (default: the config's).
+    pub fn validate(&self, n: usize, keep: Option<usize>) -> Result<(f64, Option<f64>)> {
         let model = self.ema_model();
         let d = &self.cfg.tokenizer.ddconfig;
         let plan = match keep {
@@ -205,7 +205,9 @@ impl Trainer {
         };
         let batch = self.cfg.data.batch_size.min(n.max(1));
         let loader = Loader::in_order(self.val.clone(), d.resolution as u32, self.cfg.tokenizer.preprocess, batch);
-        crate::eval::mean_psnr(&model, &plan, |i| loader.batch_in_order(i), n.min(self.val.len()), &model.device())
+        let lpips = self.lpips.clone().map(|l| l.valid());
+        let n = n.min(self.val.len());
+        crate::eval::mean_psnr_lpips(&model, &plan, |i| loader.batch_in_order(i), n, lpips.as_ref(), &model.device())
     }
 
     /// The tokenizer with the EMA weights, without gradient tracking.

@@ -87,8 +87,9 @@ impl Trainable for Trainer {
     }
 
     /// PSNR of the EMA weights on `run.val_images` validation images.
-    fn validation(&self) -> Result<f64> {
-        self.validate(self.cfg.run.val_images, None)
+    fn validation(&self) -> Result<Losses> {
+        let (psnr, lpips) = self.validate(self.cfg.run.val_images, None)?;
+        Ok([(Self::VAL, Some(psnr)), ("val_lpips", lpips)].into_iter().filter_map(|(k, v)| Some((k, v?))).collect())
     }
 
     fn save_checkpoint(&self) -> Result<()> {

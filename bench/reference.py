@@ -205,6 +205,8 @@ class Ctx:
         self.cuda = self.device.type == "cuda"
         self.load = CpuLoad()
         self.guard = not self.cuda and args.busy_load > 0
+        self.tok_batches = [int(b) for b in args.tok_batches.split(",")]
+        self.train_batch = args.train_batch
 
     def sync(self):
         if self.cuda:
@@ -302,7 +304,7 @@ def build_official_tokenizer(ref, cfg_rel, device):
 
 def bench_tokenizer(ctx, ref, only, emit):
     for tag, cfg_rel in TOKENIZER_CONFIGS.items():
-        names = [f"tokenizer.{tag}.b{b}.{p}" for b in (1, 8)
+        names = [f"tokenizer.{tag}.b{b}.{p}" for b in ctx.tok_batches
                  for p in ("encode", "decode", "encode_decode")]
         if not any(selected(n, only) for n in names):
             continue
@@ -318,7 +320,7 @@ def bench_tokenizer(ctx, ref, only, emit):
         K = enc.merge_res ** 2
         info = {"config": cfg_rel, "L": L, "K": K, "merge_num": init["ddconfig"]["merge_num"],
                 "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 2)}
-        for b in (1, 8):
+        for b in ctx.tok_batches:
             torch.manual_seed(0)
             x = torch.rand(b, 3, 256, 256, device=ctx.device) * 2 - 1
             with torch.no_grad():
@@ -399,7 +401,8 @@ def bench_train_step(ctx, ref, only, emit):
       (autograd.grad of nll and g loss w.r.t. decoder.conv_out.weight, retain_graph)."""
     runs = [("train_step.tiny.b8", 8, 32, lambda: tiny_model(ctx.device, gen_loss_weight=0.1)),
             ("train_step.tiny.b8.adaptive", 8, 32, lambda: tiny_model(ctx.device, gen_loss_weight=None)),
-            ("train_step.GR_d64.b2", 2, 256, lambda: official_train_model(ref, ctx.device))]
+            (f"train_step.GR_d64.b{ctx.train_batch}", ctx.train_batch, 256,
+             lambda: official_train_model(ref, ctx.device))]
     for name, batch, res, build in runs:
         if not selected(name, only):
             continue
@@ -703,6 +706,8 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--only", default="", help="comma-separated name prefixes")
+    ap.add_argument("--tok-batches", default="1,8", help="tokenizer: comma-separated batch sizes")
+    ap.add_argument("--train-batch", type=int, default=2, help="training step of the official G+R d64 config: batch")
     ap.add_argument("--ar-batch", type=int, default=1, help="AR: images sampled together")
     ap.add_argument("--ar-cfg", type=float, default=1.0, help="AR: guidance scale (1: none)")
     ap.add_argument("--ar-lengths", default="256,1024", help="AR: comma-separated L")

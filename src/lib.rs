@@ -24,6 +24,7 @@
 //! Modules by stage: [`tokenizer`] (ToMe, LFQ, ViT, encoder, decoder, source recovery), [`ar`]
 //! (GPT, MergeAR, sampling), [`loss`], [`eval`], [`io`], [`train`]; [`parity`] runs golden cases.
 pub mod ar;
+pub mod device;
 pub mod eval;
 pub mod io;
 pub mod loss;
@@ -34,15 +35,4 @@ pub mod tokenizer;
 pub mod train;
 pub mod validate;
 
-use burn::prelude::Device;
-
-/// The compute device: Vulkan when built with `--features vulkan`, CUDA with `cuda`, else the
-/// Flex CPU backend.
-pub fn device() -> Device {
-    #[cfg(feature = "cuda")]
-    return Device::cuda(0);
-    #[cfg(all(feature = "vulkan", not(feature = "cuda")))]
-    return Device::vulkan(Default::default());
-    #[cfg(not(any(feature = "vulkan", feature = "cuda")))]
-    Device::flex()
-}
+pub use device::device;

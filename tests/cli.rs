@@ -190,3 +190,47 @@ fn parity_command_reports_each_case() {
     assert!(stdout.trim_end().ends_with("2 passed, 0 failed"), "{stdout}");
     assert_clean_error(&run(&["parity", root().join("src").to_str().unwrap()]), "case.json");
 }
+
+/// `--device` on every command: a name it does not know, a GPU backend the build lacks, or (in a
+/// GPU build) a GPU the machine lacks is one error line before any work; `cpu` computes.
+#[test]
+fn devices_that_cannot_be_opened_are_one_error_line() {
+    let d = tmp("devices");
+    let out_dir = d.join("out");
+    let out_dir = out_dir.to_str().unwrap();
+    let golden = golden_dir().join("tome_merge");
+    let commands: [&[&str]; 4] = [
+        &["parity", golden.to_str().unwrap()],
+        &["bench", "tome", "--runs", "1"],
+        &[
+            "encode",
+            "--config",
+            "assets/demo/tokenizer.toml",
+            "--weights",
+            "assets/demo/tokenizer.safetensors",
+            "assets/demo/images/0_00019.png",
+            "-o",
+            out_dir,
+        ],
+        &["demo", "-o", out_dir],
+    ];
+    let no_gpu = !Path::new("/dev/nvidia0").exists();
+    let mut devices = vec![("tpu", "device must be"), ("cuda:x", "index is not a number"), ("cpu:1", "device must be")];
+    if !cfg!(feature = "cuda") {
+        devices.push(("cuda", "no cuda backend"));
+    } else if no_gpu {
+        devices.push(("cuda", "device \"cuda\""));
+    }
+    if !cfg!(feature = "vulkan") {
+        devices.push(("vulkan", "no vulkan backend"));
+    }
+    for args in commands {
+        for (device, needle) in &devices {
+            let out = run_with(&["--device", device], args);
+            assert_clean_error(&out, needle);
+        }
+        assert!(!Path::new(out_dir).exists(), "{args:?}: a refused device wrote output");
+    }
+    let out = run(&["--device", "cpu", "parity", golden.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

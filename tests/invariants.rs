@@ -26,7 +26,8 @@ fn source_columns_sum_to_one_and_sizes_to_l() {
         let x = Tensor::<4>::random([3, 3, 32, 32], burn::tensor::Distribution::Uniform(-1.0, 1.0), &device);
         let enc = tok.encoder.forward(x, &plan).unwrap();
         let t = &enc.track;
-        let (rows, l) = (t.rows(), t.group[0].len());
+        let (sizes, groups) = (t.sizes(), t.groups());
+        let (rows, l) = (t.rows(), groups[0].len());
         assert_eq!(rows, keep + 1, "K + [CLS] rows");
         assert_eq!(l, 65);
         let s = t.source();
@@ -35,14 +36,14 @@ fn source_columns_sum_to_one_and_sizes_to_l() {
                 let col: f32 = (0..rows).map(|i| s[b * rows * l + i * l + j]).sum();
                 assert_eq!(col, 1.0, "column {j} of S sums to {col}");
             }
-            let total: f32 = t.size[b].iter().sum();
+            let total: f32 = sizes[b].iter().sum();
             assert_eq!(total, l as f32, "Σ sizes = L + 1 (with [CLS])");
             for i in 0..rows {
                 let row: f32 = (0..l).map(|j| s[b * rows * l + i * l + j]).sum();
-                assert_eq!(row, t.size[b][i]);
+                assert_eq!(row, sizes[b][i]);
             }
-            assert_eq!(t.group[b][0], 0, "[CLS] is never merged");
-            assert_eq!(t.size[b][0], 1.0);
+            assert_eq!(groups[b][0], 0, "[CLS] is never merged");
+            assert_eq!(sizes[b][0], 1.0);
         }
     }
 }
@@ -59,7 +60,7 @@ fn index_bits_round_trip_d18() {
     let device = mergevq::device();
     let z = Tensor::<4>::random([2, 18, 3, 3], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
     let q = Lfq::new(18).quantize(z.clone());
-    let back = Lfq::codes(&q.indices, 18, 2, 3, 3, &device);
+    let back = Lfq::codes(&mergevq::io::readback::ints(q.indices), 18, 2, 3, 3, &device);
     let diff: f32 = (back - z.sign()).abs().max().into_scalar();
     assert_eq!(diff, 0.0);
 }
@@ -78,12 +79,12 @@ fn unmerge_of_merge_has_input_shape_and_copies_groups() {
         let un = m.unmerge(merged.clone());
         assert_eq!(un.dims(), [2, t, 6]);
         // Merging the unmerged tokens again gives back the merged ones (each group is constant).
-        let mut track = Tracking::new(2, t);
-        let re = m.merge_wavg(un, track.size_tensor(&device));
+        let mut track = Tracking::new(2, t, &device);
+        let re = m.merge_wavg(un, track.size_tensor());
         track.apply(&m);
         let err: f32 = (re - merged).abs().max().into_scalar();
         assert!(err < 1e-5, "{err}");
-        assert_eq!(track.size.iter().flatten().sum::<f32>(), (2 * t) as f32);
+        assert_eq!(track.sizes().iter().flatten().sum::<f32>(), (2 * t) as f32);
     }
 }
 

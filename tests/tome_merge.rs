@@ -44,7 +44,7 @@ fn generic_merge_gradients_follow_eq1() {
         let gx = host(x.grad(&grads).unwrap());
         // ∂/∂xᵢ Σ_o w_o·(Σ_{i→o} sᵢxᵢ / Σ_{i→o} sᵢ) = w_{o(i)}·sᵢ / S_{o(i)}.
         let (s, w) = (host(size), host(w));
-        for (bi, map) in m.map.iter().enumerate() {
+        for (bi, map) in m.host_map().iter().enumerate() {
             let mut total = vec![0f32; m.rows_out];
             map.iter().enumerate().for_each(|(i, &o)| total[o] += s[bi * t + i]);
             for (i, &o) in map.iter().enumerate() {
@@ -58,7 +58,7 @@ fn generic_merge_gradients_follow_eq1() {
         // And unmerge copies each output row back to every row merged into it.
         let y = Tensor::<3>::random([b, m.rows_out, c], Distribution::Normal(0.0, 1.0), &device);
         let (un, yv) = (host(m.unmerge(y.clone())), host(y));
-        for (bi, map) in m.map.iter().enumerate() {
+        for (bi, map) in m.host_map().iter().enumerate() {
             for (i, &o) in map.iter().enumerate() {
                 assert_eq!(un[(bi * t + i) * c..][..c], yv[(bi * m.rows_out + o) * c..][..c]);
             }

@@ -65,11 +65,12 @@ class Tokenizer:
         self.resolution, self.L, self.bits, self.keep = core.info()
 
     @classmethod
-    def load(cls, config, weights, ema: bool = False, device: str = "cpu") -> "Tokenizer":
+    def load(cls, config, weights, ema: bool = False, device: str = "cpu", precision: str = "f32") -> "Tokenizer":
         """Loads a tokenizer: ``config`` is our TOML or an official YAML, ``weights`` our
         safetensors or an official Lightning ``.ckpt`` (``ema=True`` takes its EMA weights).
-        ``device`` is "cpu", or "cuda"/"vulkan" in a wheel built with that feature."""
-        return cls(_mergevq.Tokenizer.load(str(config), str(weights), ema, device))
+        ``device`` is "cpu", "cuda", "cuda:N" or "vulkan" (GPUs in a wheel built with that
+        feature); ``precision`` "f32", "tf32" (GPUs) or "bf16", fixed per device and process."""
+        return cls(_mergevq.Tokenizer.load(str(config), str(weights), ema, device, precision))
 
     def reachable(self) -> list:
         """The kept counts K this tokenizer's merge schedule can reach."""

@@ -26,7 +26,9 @@ class Tokenizer:
     bits: int
     keep: int
     @classmethod
-    def load(cls, config: Path, weights: Path, ema: bool = False, device: str = "cpu") -> "Tokenizer":
+    def load(
+        cls, config: Path, weights: Path, ema: bool = False, device: str = "cpu", precision: str = "f32"
+    ) -> "Tokenizer":
         """Our TOML or an official YAML; our safetensors or an official Lightning .ckpt."""
     def reachable(self) -> list[int]:
         """The kept counts K the merge schedule can reach."""

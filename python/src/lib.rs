@@ -1,7 +1,6 @@
 //! The `mergevq._mergevq` extension module: the Rust core behind the `mergevq` Python package.
 //! The Python layer (`python/mergevq/`) turns numpy / DLPack / `__array__` inputs into
 //! (dtype, shape, bytes) and the results back into numpy arrays.
-mod device;
 mod extract;
 mod generator;
 mod guard;

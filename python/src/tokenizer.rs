@@ -4,6 +4,7 @@
 use crate::guard::compute;
 use anyhow::{bail, Result};
 use burn::prelude::*;
+use mergevq::device::Precision;
 use mergevq::io::array::{images_from_array, ArrayRef};
 use mergevq::io::tokens::TokensFile;
 use mergevq::memory::Use;
@@ -66,9 +67,17 @@ impl PyTokenizer {
 #[pymethods]
 impl PyTokenizer {
     #[staticmethod]
-    #[pyo3(signature = (config, weights, ema=false, device="cpu"))]
-    fn load(py: Python<'_>, config: PathBuf, weights: PathBuf, ema: bool, device: &str) -> PyResult<Self> {
-        let device = compute(py, || crate::device::parse(device))?;
+    #[pyo3(signature = (config, weights, ema=false, device="cpu", precision="f32"))]
+    fn load(
+        py: Python<'_>,
+        config: PathBuf,
+        weights: PathBuf,
+        ema: bool,
+        device: &str,
+        precision: &str,
+    ) -> PyResult<Self> {
+        let device =
+            compute(py, || mergevq::device::open(device, precision.parse::<Precision>().map_err(anyhow::Error::msg)?))?;
         compute(py, || {
             let cfg = TokenizerConfig::load(&config)?;
             cfg.memory(1, Use::Inference).check(false)?;

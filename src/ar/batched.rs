@@ -61,7 +61,7 @@ fn guided(rows: &[Vec<f32>], scale: f64) -> Vec<f32> {
 
 fn host_rows(t: Tensor<2>) -> Vec<Vec<f32>> {
     let [_, n] = t.dims();
-    let v: Vec<f32> = t.into_data().convert::<f32>().try_into_vec().expect("f32 tensor data");
+    let v = crate::io::readback::floats(t);
     v.chunks(n).map(|c| c.to_vec()).collect()
 }
 

@@ -131,11 +131,8 @@ fn compact(seq: &mut Slots, drop: &[usize], d: usize) {
 }
 
 fn host(t: Tensor<4>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_into_vec().expect("f32 tensor data")
+    crate::io::readback::floats(t)
 }
-
-/// Whether one-query steps take the CPU kernel (the Flex backend; GPUs use the generic path).
-const CPU_KERNEL: bool = cfg!(not(any(feature = "vulkan", feature = "cuda")));
 
 impl KvCache for RaggedKvCache {
     /// The generic path: a padded copy [S, H, m, hd] (m the longest sequence) and a mask that
@@ -176,7 +173,8 @@ impl KvCache for RaggedKvCache {
 
     fn attend(&mut self, layer: usize, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
         let [s_count, h, n, hd] = q.dims();
-        if n != 1 || !CPU_KERNEL {
+        // One-query steps on the Flex backend take the CPU kernel; GPUs use the generic path.
+        if n != 1 || !crate::device::is_cpu(&q.device()) {
             let Attend { k, v, bias } = self.append(layer, k, v);
             return attention(q, k, v, bias);
         }

@@ -77,7 +77,7 @@ pub fn mean_psnr_lpips(
         let t = model.encode(x.clone(), plan)?;
         let rec = model.decode(t.quantized, &t.group);
         if let Some(net) = lpips {
-            lp += net.forward(x.clone(), rec.clone().clamp(-1.0, 1.0)).sum().into_scalar::<f32>() as f64;
+            lp += crate::io::readback::scalar(net.forward(x.clone(), rec.clone().clamp(-1.0, 1.0)).sum()) as f64;
         }
         for i in 0..take {
             let a = tensor_to_rgb(x.clone().narrow(0, i, 1).reshape([3, res, res]));
@@ -106,7 +106,7 @@ pub struct ReconReport {
 fn inception_features(net: &InceptionV3, x: Tensor<4>) -> Vec<Vec<f32>> {
     let f = net.features((x + 1.0) / 2.0);
     let [b, d] = f.dims();
-    let v: Vec<f32> = f.into_data().convert::<f32>().try_into_vec().expect("f32");
+    let v = crate::io::readback::floats(f);
     (0..b).map(|i| v[i * d..(i + 1) * d].to_vec()).collect()
 }
 
@@ -162,7 +162,7 @@ pub fn eval_recon(
             codes.extend_from_slice(&t.indices);
             let rec = tok.decode(t.quantized, &t.group).clamp(-1.0, 1.0);
             if let Some(net) = lpips {
-                let d: f32 = net.forward(x.clone(), rec.clone()).sum().into_scalar();
+                let d = crate::io::readback::scalar(net.forward(x.clone(), rec.clone()).sum());
                 lp += d as f64;
             }
             if let Some(net) = inception {

@@ -95,7 +95,7 @@ pub fn extract(
     let mut f = Features { cls: vec![], pooled: vec![], labels: vec![] };
     let rows = |t: Tensor<2>| -> Vec<Vec<f32>> {
         let [b, d] = t.dims();
-        let v: Vec<f32> = t.into_data().convert::<f32>().try_into_vec().expect("f32");
+        let v = crate::io::readback::floats(t);
         (0..b).map(|i| v[i * d..(i + 1) * d].to_vec()).collect()
     };
     for k in 0..n.div_ceil(batch) {
@@ -177,12 +177,7 @@ pub fn linear_probe(
         }
     }
     let x = Tensor::<2>::from_data(TensorData::new(vx, [val_x.len(), d]), &device);
-    let pred: Vec<i64> = (x.matmul(head.weight.val()) + head.bias.val().unsqueeze())
-        .argmax(1)
-        .into_data()
-        .convert::<i64>()
-        .try_into_vec()
-        .expect("i64");
+    let pred = crate::io::readback::ints((x.matmul(head.weight.val()) + head.bias.val().unsqueeze()).argmax(1));
     let correct = pred.iter().zip(val_y).filter(|(p, y)| **p as usize == **y).count();
     Ok(correct as f64 / val_y.len() as f64)
 }

@@ -67,7 +67,7 @@ pub fn rgb_to_tensor(img: &RgbImage, device: &Device) -> Tensor<4> {
 pub fn tensor_to_rgb(t: Tensor<3>) -> RgbImage {
     let [c, h, w] = t.dims();
     assert_eq!(c, 3, "RGB images have 3 channels");
-    let v: Vec<f32> = t.into_data().convert::<f32>().try_into_vec().expect("f32");
+    let v = crate::io::readback::floats(t);
     RgbImage::from_fn(w as u32, h as u32, |x, y| {
         let px =
             |ch: usize| (((v[ch * h * w + y as usize * w + x as usize] + 1.0) * 127.5).round().clamp(0.0, 255.0)) as u8;

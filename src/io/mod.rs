@@ -10,6 +10,7 @@ pub mod marker;
 pub mod missing;
 pub mod output;
 pub mod preprocess;
+pub mod readback;
 pub mod safetensors;
 pub mod scope;
 pub mod tokens;

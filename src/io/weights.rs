@@ -169,7 +169,7 @@ pub fn export<M: Module>(module: &M, names: &HashMap<ParamId, String>) -> BTreeM
             if let Some(name) = self.names.get(&param.id) {
                 let t = param.val();
                 let shape = t.dims().to_vec();
-                let data = t.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 data");
+                let data = crate::io::readback::floats(t);
                 self.out.insert(name.clone(), HostTensor { shape, data });
             }
         }

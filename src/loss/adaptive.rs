@@ -19,7 +19,7 @@ impl GeneratorLoss<'_> {
         let g = self.adversarial(leaf_g.clone());
         let d_g = grad_of(g.clone(), &leaf_g);
         let h = img.last_in.clone().inner();
-        let norm = |t: Tensor<4>| -> f64 { t.powi_scalar(2).sum().sqrt().into_scalar::<f32>() as f64 };
+        let norm = |t: Tensor<4>| -> f64 { crate::io::readback::scalar(t.powi_scalar(2).sum().sqrt()) as f64 };
         let n_nll = norm(conv_out.weight_grad(h.clone(), d_nll.clone()));
         let n_g = norm(conv_out.weight_grad(h, d_g.clone()));
         let w = (n_nll / (n_g + 1e-4)).clamp(0.0, 1e4) * disc_weight;

@@ -60,7 +60,7 @@ impl BatchNorm {
 }
 
 fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_into_vec().expect("f32")
+    crate::io::readback::floats(t)
 }
 
 /// NLayerDiscriminator: conv4×4/2 → LeakyReLU, (conv4×4/2 → BN → LeakyReLU)×(n−1),
@@ -156,8 +156,8 @@ pub struct LeCam {
 impl LeCam {
     pub fn update_and_loss(&mut self, real: Tensor<4>, fake: Tensor<4>) -> Tensor<1> {
         let decay = 0.999;
-        let mr: f32 = real.clone().mean().into_scalar();
-        let mf: f32 = fake.clone().mean().into_scalar();
+        let mr = crate::io::readback::scalar(real.clone().mean());
+        let mf = crate::io::readback::scalar(fake.clone().mean());
         self.ema_real = self.ema_real * decay + mr as f64 * (1.0 - decay);
         self.ema_fake = self.ema_fake * decay + mf as f64 * (1.0 - decay);
         relu(real - self.ema_fake).powi_scalar(2).mean() + relu(fake.neg() + self.ema_real).powi_scalar(2).mean()

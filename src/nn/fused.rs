@@ -6,10 +6,16 @@
 use burn::prelude::*;
 use rayon::prelude::*;
 
-/// Whether `x` takes the fused kernels: a CPU build, no gradient to record, and no request for
-/// the generic path (`MERGEVQ_GENERIC=1`).
+/// Whether `x` takes the fused kernels: on the CPU device, no gradient to record, and no request
+/// for the generic path (`MERGEVQ_GENERIC=1`).
 pub fn enabled<const D: usize>(x: &Tensor<D>) -> bool {
-    cfg!(not(any(feature = "vulkan", feature = "cuda"))) && !x.is_tracked() && !generic_forced()
+    !x.is_tracked() && host_kernels(&x.device())
+}
+
+/// Whether work on `device` may run on the host: the CPU device, and no request for the
+/// generic path (`MERGEVQ_GENERIC=1`, which runs every op as a GPU would).
+pub fn host_kernels(device: &Device) -> bool {
+    !generic_forced() && crate::device::is_cpu(device)
 }
 
 #[cfg(feature = "flex")]
@@ -45,7 +51,7 @@ fn silu_scalar(x: f32) -> f32 {
 
 fn host<const D: usize>(x: Tensor<D>) -> ([usize; D], Device, Vec<f32>) {
     let (dims, device) = (x.dims(), x.device());
-    let v = x.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 data");
+    let v = crate::io::readback::floats(x);
     (dims, device, v)
 }
 

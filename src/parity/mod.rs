@@ -161,7 +161,7 @@ pub fn to_tensor<const D: usize>(h: HostTensor, device: &Device) -> Result<Tenso
 
 fn got<const D: usize>(name: String, t: Tensor<D>, exact: bool) -> Got {
     let shape = t.dims().to_vec();
-    let data = t.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32");
+    let data = crate::io::readback::floats(t);
     Got { name, value: TypedTensor::F32(HostTensor { shape, data }), exact }
 }
 

@@ -1,6 +1,7 @@
 //! Tokenizer cases: LFQ, the encoder, the decoder, source recovery, token unmerging and the
 //! whole MergeVQ encode + decode.
 use super::{got, int, ints, Case, Got};
+use crate::io::readback;
 use crate::io::safetensors::TypedTensor;
 use crate::io::weights::HostTensor;
 use crate::tokenizer::config::{DdConfig, K2lConfig, TokenizerConfig};
@@ -42,13 +43,14 @@ impl Case {
                 data: idx.iter().flat_map(|&i| Lfq::index_to_code(i, dim)).collect(),
             }
         };
-        match (factorized, q.indices_post) {
+        let indices = readback::ints(q.indices);
+        match (factorized, q.indices_post.map(readback::ints)) {
             (Some([a, c]), Some(post)) => {
-                out.push(int("indices_pre", &q.indices));
+                out.push(int("indices_pre", &indices));
                 out.push(int("indices_post", &post));
-                out.push(got("codes_pre".into(), Lfq::codes(&q.indices, a, b, h, w, &self.device), false));
+                out.push(got("codes_pre".into(), Lfq::codes(&indices, a, b, h, w, &self.device), false));
                 out.push(got("codes_post".into(), Lfq::codes(&post, c, b, h, w, &self.device), false));
-                let full: Vec<i64> = q.indices.iter().zip(&post).map(|(p, s)| p + (s << a)).collect();
+                let full: Vec<i64> = indices.iter().zip(&post).map(|(p, s)| p + (s << a)).collect();
                 out.push(Got {
                     name: "decode_full_index".into(),
                     value: TypedTensor::F32(decode(&full)),
@@ -56,9 +58,9 @@ impl Case {
                 });
             }
             _ => {
-                out.push(int("indices", &q.indices));
-                out.push(got("codes_from_indices".into(), Lfq::codes(&q.indices, dim, b, h, w, &self.device), false));
-                out.push(Got { name: "decode".into(), value: TypedTensor::F32(decode(&q.indices)), exact: false });
+                out.push(int("indices", &indices));
+                out.push(got("codes_from_indices".into(), Lfq::codes(&indices, dim, b, h, w, &self.device), false));
+                out.push(Got { name: "decode".into(), value: TypedTensor::F32(decode(&indices)), exact: false });
             }
         }
         Ok(out)
@@ -97,7 +99,8 @@ impl Case {
         let plan = KeepPlan::new(cfg.embed_res(), d.num_att_blocks, d.merge_num, d.merge_ratio, d.cand_distribution)?;
         let x: Tensor<4> = self.tensor("x")?;
         let e = enc.forward(x.clone(), &plan)?;
-        let [b, rows, l] = [e.track.group.len(), e.track.rows(), e.track.group[0].len()];
+        let [b, l] = e.track.group_tensor().dims();
+        let rows = e.track.rows();
         let mut out = vec![
             got("z".into(), e.z, false),
             Got {
@@ -105,7 +108,7 @@ impl Case {
                 value: TypedTensor::F32(HostTensor { shape: vec![b, rows, l], data: e.track.source() }),
                 exact: true,
             },
-            got("size".into(), e.track.size_tensor(&self.device), false),
+            got("size".into(), e.track.size_tensor(), false),
         ];
         if enc.dist_head.is_some() {
             out.push(got("head".into(), enc.head(x, &plan)?, false));

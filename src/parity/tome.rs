@@ -20,11 +20,11 @@ impl Case {
                 .ok_or_else(|| anyhow!("r={r} merges nothing"))?;
             let ones = Tensor::<3>::ones([b, t, 1], &self.device);
             let xw = m.merge_wavg(x.clone(), ones.clone());
-            let mut track = Tracking::new(b, t);
+            let mut track = Tracking::new(b, t, &self.device);
             track.apply(&m);
             let x_mean = m.merge_sum(x.clone()) / m.merge_sum(ones);
             out.push(got(format!("r{r}.x"), xw.clone(), false));
-            out.push(got(format!("r{r}.size"), track.size_tensor(&self.device), false));
+            out.push(got(format!("r{r}.size"), track.size_tensor(), false));
             out.push(Got {
                 name: format!("r{r}.source"),
                 value: TypedTensor::F32(HostTensor { shape: vec![b, m.rows_out, t], data: track.source() }),
@@ -37,15 +37,15 @@ impl Case {
         if chain.len() == 2 {
             let m1 = bipartite_soft_matching(metric, chain[0], class_token)
                 .ok_or_else(|| anyhow!("chain step 1 merges nothing"))?;
-            let mut track = Tracking::new(b, t);
-            let x1 = m1.merge_wavg(x, track.size_tensor(&self.device));
+            let mut track = Tracking::new(b, t, &self.device);
+            let x1 = m1.merge_wavg(x, track.size_tensor());
             track.apply(&m1);
             let m2 = bipartite_soft_matching(self.tensor("chain_metric2")?, chain[1], class_token)
                 .ok_or_else(|| anyhow!("chain step 2 merges nothing"))?;
-            let x2 = m2.merge_wavg(x1, track.size_tensor(&self.device));
+            let x2 = m2.merge_wavg(x1, track.size_tensor());
             track.apply(&m2);
             out.push(got("chain.x".into(), x2, false));
-            out.push(got("chain.size".into(), track.size_tensor(&self.device), false));
+            out.push(got("chain.size".into(), track.size_tensor(), false));
             out.push(Got {
                 name: "chain.source".into(),
                 value: TypedTensor::F32(HostTensor { shape: vec![b, m2.rows_out, t], data: track.source() }),

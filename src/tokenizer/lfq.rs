@@ -21,9 +21,10 @@ pub struct Lfq {
 pub struct Quantized {
     /// Straight-through ±1 codes, [B, d, H, W].
     pub quantized: Tensor<4>,
-    /// Code indices in (b, h, w) row-major order; the factorized pair when factorized.
-    pub indices: Vec<i64>,
-    pub indices_post: Option<Vec<i64>>,
+    /// Code indices [B, H·W] in (h, w) row-major order, on the device; the factorized pair when
+    /// factorized.
+    pub indices: Tensor<2, Int>,
+    pub indices_post: Option<Tensor<2, Int>>,
 }
 
 /// The training losses of LFQ.
@@ -46,21 +47,15 @@ impl Lfq {
         let [b, d, h, w] = z.dims();
         assert_eq!(d, self.dim, "LFQ expects {} channels", self.dim);
         let q = z.clone().greater_elem(0.0).float() * 2.0 - 1.0;
-        let bits: Vec<f32> = q.clone().into_data().convert::<f32>().try_into_vec().expect("f32");
-        let per_token = |lo: usize, hi: usize| -> Vec<i64> {
-            let mut out = Vec::with_capacity(b * h * w);
-            for bi in 0..b {
-                for p in 0..h * w {
-                    let mut idx = 0i64;
-                    for c in lo..hi {
-                        if bits[(bi * d + c) * h * w + p] > 0.0 {
-                            idx |= 1 << (c - lo);
-                        }
-                    }
-                    out.push(idx);
-                }
-            }
-            out
+        // index = Σ_i 2^i·[bit i] (Eq. LFQ), over the channels lo..hi.
+        let bits = z.clone().greater_elem(0.0).int();
+        let device = z.device();
+        let per_token = |lo: usize, hi: usize| -> Tensor<2, Int> {
+            let n = hi - lo;
+            let powers =
+                Tensor::<1, Int>::from_data(TensorData::new((0..n).map(|i| 1i64 << i).collect(), [n]), &device);
+            let weighted = bits.clone().narrow(1, lo, n) * powers.reshape([1, n, 1, 1]);
+            weighted.sum_dim(1).reshape([b, h * w])
         };
         let (indices, indices_post) = match self.factorized {
             Some([a, _]) => (per_token(0, a), Some(per_token(a, d))),

@@ -132,7 +132,9 @@ impl Tokenizer {
         let enc = self.encoder.forward(image, plan)?;
         let q = self.lfq().quantize(enc.z.clone());
         let k = enc.z.dims()[2] * enc.z.dims()[3];
-        Ok(Tokens { h: enc.z, quantized: q.quantized, indices: q.indices, group: enc.track.image_groups(true), k })
+        // The final output: the only reads from the device in an encode.
+        let indices = crate::io::readback::ints(q.indices);
+        Ok(Tokens { h: enc.z, quantized: q.quantized, indices, group: enc.track.image_groups(true), k })
     }
 
     /// Recovers the full token grid from the K quantized tokens and decodes it.

@@ -126,7 +126,7 @@ impl SourceRecovery {
         }
         let logits = self.rec_head.forward(q).matmul(self.rec_head.forward(kv).swap_dims(1, 2)); // [B, L, K]
         let source = softmax(logits, 2);
-        let arg: Vec<i64> = source.clone().argmax(2).into_data().convert::<i64>().try_into_vec().expect("i64");
+        let arg = crate::io::readback::ints(source.clone().argmax(2));
         let group: Vec<Vec<usize>> = arg.chunks(l).map(|r| r.iter().map(|&v| v as usize).collect()).collect();
         debug_assert!(group.iter().flatten().all(|&g| g < k));
         let full = token_unmerge(x.detach(), &group);

@@ -127,15 +127,15 @@ impl TomeTransformer {
         let [b, l, c] = x.dims();
         let cls = self.cls_token.as_ref().expect("ToMe transformer with a [CLS] token").val().expand([b, 1, c]);
         let mut x = Tensor::cat(vec![cls, x], 1);
-        let mut track = Tracking::new(b, l + 1);
+        let mut track = Tracking::new(b, l + 1, &x.device());
         let mut merged = false;
         for (blk, &r) in self.blocks.iter().zip(per_layer_r) {
             // Proportional attention from the first merge on (block 0 sees no sizes).
-            let size = merged.then(|| track.size_tensor(&x.device()));
+            let size = merged.then(|| track.size_tensor());
             let (h, metric) = blk.attend(x, size.clone());
             x = h;
             if let Some(m) = bipartite_soft_matching(metric, r, true) {
-                let size = size.unwrap_or_else(|| track.size_tensor(&x.device()));
+                let size = size.unwrap_or_else(|| track.size_tensor());
                 x = m.merge_wavg(x, size);
                 track.apply(&m);
                 merged = true;

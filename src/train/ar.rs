@@ -204,7 +204,7 @@ impl ArTrainer {
         let model = self.ema.apply(self.gpt.clone()).valid();
         let (mut sum, mut n) = (0.0, 0);
         for chunk in self.val_idx.chunks(self.cfg.batch_size) {
-            let v: f32 = self.loss(&model, chunk, None)?.into_scalar();
+            let v = crate::io::readback::scalar(self.loss(&model, chunk, None)?);
             sum += v as f64 * chunk.len() as f64;
             n += chunk.len();
         }
@@ -227,7 +227,7 @@ impl ArTrainer {
         let step = self.step;
         let mut rng = StdRng::seed_from_u64(self.cfg.run.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let loss = self.loss(&self.gpt, items, Some(&mut rng))?;
-        let v: f32 = loss.clone().into_scalar();
+        let v = crate::io::readback::scalar(loss.clone());
         if !v.is_finite() {
             bail!("loss `ce` is {v} at step {step}; stopping without saving");
         }

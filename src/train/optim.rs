@@ -35,7 +35,7 @@ impl Adam {
         names: &HashMap<ParamId, String>,
     ) -> (BTreeMap<String, HostTensor>, BTreeMap<String, HostTensor>) {
         let host = |t: &Tensor<1>| {
-            let data: Vec<f32> = t.clone().into_data().convert::<f32>().try_into_vec().expect("f32");
+            let data: Vec<f32> = crate::io::readback::floats(t.clone());
             HostTensor { shape: vec![data.len()], data }
         };
         let (mut m, mut v) = (BTreeMap::new(), BTreeMap::new());
@@ -125,7 +125,7 @@ pub fn global_norm<M: Module>(module: &M, grads: &GradientsParams) -> f64 {
     impl ModuleVisitor for Norm<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             if let Some(g) = self.grads.get::<D>(param.id) {
-                let s: f32 = g.powi_scalar(2).sum().into_scalar();
+                let s = crate::io::readback::scalar(g.powi_scalar(2).sum());
                 self.sum += s as f64;
             }
         }

@@ -18,6 +18,14 @@ pub struct Args {
     /// Without a subcommand, runs `demo`.
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Where to compute: cpu, cuda, cuda:N or vulkan (GPU devices in builds with their feature,
+    /// scripts/build-gpu.sh).
+    #[arg(long, global = true, default_value = "cpu")]
+    pub device: String,
+    /// Float precision of every tensor: f32; tf32 (GPUs: tensor-core matmuls and convolutions);
+    /// bf16.
+    #[arg(long, global = true, default_value = "f32")]
+    pub precision: mergevq::device::Precision,
 }
 
 impl Args {
@@ -31,6 +39,7 @@ impl Args {
     }
 
     pub fn run(self) -> Result<()> {
+        mergevq::device::set_default(mergevq::device::open(&self.device, self.precision)?);
         self.command.unwrap_or_else(|| Command::Demo(DemoArgs::default())).run()
     }
 }

@@ -16,10 +16,10 @@ pub fn generic_forced() -> bool {
     std::env::var("MERGEVQ_GENERIC").is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
-/// Whether `x` may take the CPU kernels: a Flex build, f32 data, and no request for the generic
-/// path.
+/// Whether `x` may take the CPU kernels: on the CPU device, f32 data, and no request for the
+/// generic path.
 pub fn enabled<const D: usize>(x: &Tensor<D>) -> bool {
-    cfg!(not(any(feature = "vulkan", feature = "cuda"))) && x.dtype() == burn::tensor::DType::F32 && !generic_forced()
+    x.dtype() == burn::tensor::DType::F32 && !generic_forced() && crate::device::is_cpu(&x.device())
 }
 
 /// conv2d(x, weight) + bias through the CPU extension (square kernel, one group).

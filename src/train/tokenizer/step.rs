@@ -60,7 +60,7 @@ impl Trainer {
             sums.add("d_weight", w);
         }
         for t in &gen.terms {
-            sums.add_finite(t.name, t.value.clone().into_scalar())?;
+            sums.add_finite(t.name, crate::io::readback::scalar(t.value.clone()))?;
         }
         let total = weighted_sum(&gen.terms).expect("at least the reconstruction loss") / sums.n;
         let grads_g = GradientsParams::from_grads(total.backward(), &self.tok);
@@ -69,9 +69,9 @@ impl Trainer {
         }
         let d = discriminator_loss(&self.disc, &mut self.lecam, &self.cfg.loss, img.x, img.rec);
         if let Some(lc) = d.lecam {
-            sums.add("lecam", lc.into_scalar::<f32>() as f64);
+            sums.add("lecam", crate::io::readback::scalar(lc) as f64);
         }
-        sums.add_finite("disc", d.total.clone().into_scalar())?;
+        sums.add_finite("disc", crate::io::readback::scalar(d.total.clone()))?;
         let grads_d = GradientsParams::from_grads((d.total / sums.n).backward(), &self.disc);
         Ok((grads_g, Some(grads_d)))
     }

@@ -28,7 +28,7 @@ pub fn time(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> 
 
 /// Forces the computation of a tensor (backends may be lazy).
 pub fn sync<const D: usize>(t: Tensor<D>) {
-    let _ = t.into_data();
+    let _ = mergevq::io::readback::floats(t);
 }
 
 pub fn threads() -> usize {

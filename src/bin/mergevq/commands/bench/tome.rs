@@ -42,9 +42,9 @@ pub fn tome(batch: usize, tokens: usize, dim: usize, r: i64, runs: usize) -> Res
     let metric = Tensor::<3>::random([batch, n, dim], Distribution::Normal(0.0, 1.0), &device);
     let base = rss::reset();
     let times = time(runs, || {
-        let mut track = Tracking::new(batch, n);
+        let mut track = Tracking::new(batch, n, &device);
         let m = bipartite_soft_matching(metric.clone(), r, true).context("r > 0 merges")?;
-        let merged = m.merge_wavg(x.clone(), track.size_tensor(&device));
+        let merged = m.merge_wavg(x.clone(), track.size_tensor());
         track.apply(&m);
         sync(merged);
         Ok(())

@@ -88,18 +88,25 @@ pub fn open(name: &str, precision: Precision) -> Result<Device> {
         "vulkan" if index == 0 => vulkan(name)?,
         _ => bail!("device must be one of {NAMES}, got \"{name}\""),
     };
-    let mut device = device;
-    let dtype = match precision {
-        Precision::F32 => None,
+    let want = match precision {
+        Precision::F32 => FloatDType::F32,
         Precision::Tf32 if kind == "cpu" => {
             bail!("precision tf32 is for GPUs (tensor cores); on the CPU use f32 or bf16")
         }
-        Precision::Tf32 => Some(FloatDType::Flex32),
-        Precision::Bf16 => Some(FloatDType::BF16),
+        Precision::Tf32 => FloatDType::Flex32,
+        Precision::Bf16 => FloatDType::BF16,
     };
-    if let Some(dtype) = dtype {
+    // A device's float type is fixed once it has computed: never hand out one at another precision.
+    let mut device = device;
+    let now = device.settings().float_dtype;
+    if now != want {
         let label = format!("{precision:?}").to_lowercase();
-        device.configure(dtype).map_err(|e| anyhow!("device \"{name}\": precision {label} is not available: {e}"))?;
+        device.configure(want).map_err(|e| match e {
+            burn::tensor::DeviceError::AlreadyInitialized { .. } => {
+                anyhow!("device \"{name}\" already computes in {now:?} in this process; its precision is fixed at first use")
+            }
+            e => anyhow!("device \"{name}\": precision {label} is not available: {e}"),
+        })?;
     }
     probe(name, &device)?;
     Ok(device)

@@ -234,3 +234,34 @@ fn devices_that_cannot_be_opened_are_one_error_line() {
     let out = run(&["--device", "cpu", "parity", golden.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `--precision bf16` computes in bf16 on the CPU (PSNR within a few tenths of a dB of f32 on the
+/// bundled images); tf32 is refused on the CPU and an unknown name is a usage error.
+#[test]
+fn precision_bf16_reconstructs_and_bad_precisions_are_refused() {
+    let d = tmp("precision");
+    let images: Vec<String> = std::fs::read_dir(root().join("assets/demo/images"))
+        .unwrap()
+        .map(|e| e.unwrap().path().to_str().unwrap().to_string())
+        .collect();
+    let psnr = |precision: &str| -> Vec<f64> {
+        let out_dir = d.join(precision);
+        let mut args = vec!["--precision", precision, "reconstruct", "--config", "assets/demo/tokenizer.toml"];
+        args.extend(["--weights", "assets/demo/tokenizer.safetensors", "-o", out_dir.to_str().unwrap()]);
+        args.extend(images.iter().map(String::as_str));
+        let stdout = common::ok(run(&args));
+        stdout
+            .lines()
+            .filter_map(|l| l.split("PSNR=").nth(1))
+            .map(|v| v.trim_end_matches(" dB").parse().unwrap())
+            .collect()
+    };
+    let (f32s, bf16s) = (psnr("f32"), psnr("bf16"));
+    assert_eq!(f32s.len(), images.len());
+    for (a, b) in f32s.iter().zip(&bf16s) {
+        assert!((a - b).abs() < 0.5, "PSNR f32 {a} vs bf16 {b}");
+    }
+    assert_ne!(f32s, bf16s, "bf16 gave the f32 results: it did not compute in bf16");
+    assert_clean_error(&run(&["--precision", "tf32", "parity", "x"]), "tf32 is for GPUs");
+    assert_eq!(run(&["--precision", "fp8", "parity", "x"]).status.code(), Some(2));
+}

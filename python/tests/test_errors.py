@@ -80,3 +80,10 @@ def test_bad_tokens(tok, images):
         tok.decode(idx.astype(np.float32), grp)
     with pytest.raises(ValueError, match="not a square"):
         tok.decode(idx[:, :15], grp)
+
+
+def test_precision_errors():
+    with pytest.raises(ValueError, match="precision must be"):
+        mergevq.Tokenizer.load(CONFIG, WEIGHTS, precision="fp8")
+    with pytest.raises(ValueError, match="tf32 is for GPUs"):
+        mergevq.Tokenizer.load(CONFIG, WEIGHTS, precision="tf32")

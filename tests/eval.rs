@@ -47,6 +47,13 @@ fn eval_recon_and_probe() {
                 && x["lpips"].as_f64().unwrap() > 0.0
         );
     }
+    // Bits per image: K·d of codes, and the source map L·⌈log₂K⌉ where K < L.
+    let bits: Vec<(u64, u64, u64)> = results
+        .iter()
+        .map(|x| (x["keep"].as_u64().unwrap(), x["code_bits"].as_u64().unwrap(), x["side_bits"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(bits, [(64, 640, 0), (36, 360, 384), (16, 160, 256)]);
+    assert_eq!(r["unmerge"], "source");
     assert!(out.join("rd_psnr.png").exists() && out.join("reconstructions.png").exists());
     let grid = image::open(out.join("reconstructions.png")).unwrap();
     assert_eq!((grid.width(), grid.height()), (8 * 32, 7 * 32));
@@ -151,4 +158,63 @@ fn eval_errors_are_clear() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("scripts/fetch-weights.sh") && !err.contains("panicked"), "{err}");
     std::fs::remove_dir_all(&d).ok();
+}
+
+/// A model with the learned source recovery decodes without side information by default, and
+/// with the source map on request; a model without it refuses `--unmerge learned`.
+#[test]
+fn eval_recon_unmerge_learned_and_source() {
+    let d = tmp("unmerge");
+    let cfg = d.join("learned.toml");
+    let base = std::fs::read_to_string(common::root().join("configs/tiny_32.toml")).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("{base}\n[k2lconfig]\nlearn_source = true\nrec_embed_dim = 32\nnum_layers = 1\nnum_heads = 4\n"),
+    )
+    .unwrap();
+    let w = d.join("learned.safetensors");
+    ok(run(&["init", "--config", cfg.to_str().unwrap(), "-o", w.to_str().unwrap(), "--seed", "2"]));
+    let eval = |unmerge: &[&str], out: &str| -> serde_json::Value {
+        let out = d.join(out);
+        let mut args = vec!["eval-recon", "--tokenizer", w.to_str().unwrap(), "--config", cfg.to_str().unwrap()];
+        args.extend([
+            "--data",
+            "fashion-mnist:test",
+            "--keep",
+            "16",
+            "--num",
+            "4",
+            "--no-fid",
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        args.extend(unmerge);
+        ok(run(&args));
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
+    };
+    let learned = eval(&[], "learned");
+    let source = eval(&["--unmerge", "source"], "source");
+    assert_eq!((learned["unmerge"].as_str(), source["unmerge"].as_str()), (Some("learned"), Some("source")));
+    let (l, s) = (&learned["results"][0], &source["results"][0]);
+    assert_eq!((l["side_bits"].as_u64(), s["side_bits"].as_u64()), (Some(0), Some(256)));
+    assert_ne!(l["psnr"], s["psnr"], "the learned recovery and the source map decode alike");
+
+    let plain = tiny_tokenizer(&d, 0);
+    let out = run(&[
+        "eval-recon",
+        "--tokenizer",
+        plain.to_str().unwrap(),
+        "--config",
+        "configs/tiny_32.toml",
+        "--data",
+        "fashion-mnist:test",
+        "--num",
+        "4",
+        "--no-fid",
+        "--unmerge",
+        "learned",
+        "-o",
+        d.join("x").to_str().unwrap(),
+    ]);
+    common::assert_clean_error(&out, "no learned source recovery");
 }

@@ -94,6 +94,11 @@ pub fn mean_psnr_lpips(
 pub struct ReconReport {
     pub keep: usize,
     pub images: usize,
+    /// Bits per image of the codes: K·d.
+    pub code_bits: usize,
+    /// Bits per image of side information: the source map (L·⌈log₂K⌉) when the decoder unmerges
+    /// with it and K < L; 0 with the learned source recovery or without merging.
+    pub side_bits: usize,
     pub psnr: f64,
     pub ssim: f64,
     pub lpips: Option<f64>,
@@ -193,9 +198,13 @@ pub fn eval_recon(
         let (usage, perplexity) = codebook_usage(&codes, 1usize << tok.cfg.embed_dim.min(40));
         let rfid = real_stats.as_ref().map(|s| frechet_distance(s, &Stats::from_features(&feats)));
         let c = count.max(1) as f64;
+        let l = tok.full_len();
+        let side_bits = if tok.recovery.is_none() && k < l { l * (k as f64).log2().ceil() as usize } else { 0 };
         out.push(ReconReport {
             keep: k,
             images: count,
+            code_bits: k * tok.cfg.embed_dim,
+            side_bits,
             psnr: ps / c,
             ssim: ss / c,
             lpips: lpips.map(|_| lp / c),

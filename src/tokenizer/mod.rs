@@ -137,6 +137,13 @@ impl Tokenizer {
         Ok(Tokens { h: enc.z, quantized: q.quantized, indices, group: enc.track.image_groups(true), k })
     }
 
+    /// The same model unmerging with the encoder's source map instead of its learned source
+    /// recovery (the map is then side information the decoder receives).
+    pub fn without_recovery(mut self) -> Self {
+        self.recovery = None;
+        self
+    }
+
     /// Recovers the full token grid from the K quantized tokens and decodes it.
     pub fn decode(&self, quantized: Tensor<4>, group: &[Vec<usize>]) -> Tensor<4> {
         self.decoder.forward(self.unmerge(quantized, group))

@@ -2,7 +2,7 @@
 use super::large::LargeArgs;
 use super::tokenize::TrainedArgs;
 use crate::progress;
-use anyhow::Result;
+use anyhow::{bail, Result};
 use mergevq::eval::metrics::{check_sample_size, frechet_distance, kid, Stats};
 use mergevq::eval::plot::LinePlot;
 use mergevq::eval::probe::{extract, linear_probe, SplitFeatures};
@@ -41,6 +41,11 @@ pub struct EvalReconArgs {
     /// Skip rFID (InceptionV3 on every image is the slow part on a CPU).
     #[arg(long)]
     no_fid: bool,
+    /// How the decoder puts the K tokens back on the L-token grid: `source`, the encoder's source
+    /// map (side information, L·⌈log₂K⌉ bits per image), or `learned`, the source-recovery model
+    /// (k2lconfig.learn_source; no side information). Default: `learned` where the model has it.
+    #[arg(long, value_enum)]
+    unmerge: Option<Unmerge>,
     #[arg(long, default_value = "weights/inception_fid.safetensors")]
     inception: PathBuf,
     #[arg(long, default_value = "weights/lpips_vgg16.safetensors")]
@@ -58,6 +63,14 @@ impl EvalReconArgs {
         let cfg = TokenizerConfig::load(&self.model.config)?;
         self.large.tokenizer(&cfg, self.batch, Use::Inference)?;
         let tok = Tokenizer::open(&cfg, &self.model.tokenizer, false, &device)?;
+        let tok = match (self.unmerge, tok.recovery.is_some()) {
+            (Some(Unmerge::Source), _) => tok.without_recovery(),
+            (Some(Unmerge::Learned), false) => bail!(
+                "--unmerge learned: {} has no learned source recovery (k2lconfig.learn_source)",
+                self.model.config.display()
+            ),
+            _ => tok,
+        };
         let keeps = if self.keep.is_empty() { vec![tok.plan.kept()? as usize] } else { self.keep.clone() };
         for &k in &keeps {
             tok.keep(k)?;
@@ -77,7 +90,8 @@ impl EvalReconArgs {
                 eprintln!("warning: {w}");
             }
         }
-        self.write_report(&reports, tok.full_len(), &outs)
+        let unmerge = if tok.recovery.is_some() { "learned" } else { "source" };
+        self.write_report(&reports, tok.full_len(), unmerge, &outs)
     }
 
     /// Where eval-recon may write (anywhere but its inputs), once the output folder exists and
@@ -99,10 +113,11 @@ impl EvalReconArgs {
     }
 
     /// report.json and the rate–distortion plots (PSNR, and rFID unless skipped).
-    fn write_report(&self, reports: &[ReconReport], l: usize, outs: &Outputs) -> Result<()> {
+    fn write_report(&self, reports: &[ReconReport], l: usize, unmerge: &str, outs: &Outputs) -> Result<()> {
         let out = &self.output;
         let (key, value) = RECON_REPORT.entry();
-        let json = serde_json::json!({key: value, "tokenizer": self.model.tokenizer, "config": self.model.config, "data": self.data, "L": l, "results": reports});
+        let json = serde_json::json!({key: value, "tokenizer": self.model.tokenizer, "config": self.model.config,
+            "data": self.data, "L": l, "unmerge": unmerge, "results": reports});
         let text = serde_json::to_string_pretty(&json)?;
         outs.write(&out.join("report.json"), Format::Json(RECON_REPORT), text.as_bytes())?;
         let series = |f: &dyn Fn(&ReconReport) -> Option<f64>| {
@@ -122,18 +137,27 @@ impl EvalReconArgs {
     }
 }
 
-/// One row per K: images, PSNR, SSIM, LPIPS, rFID ("-" when not computed), usage, perplexity.
+/// The decoder's way back to the full grid (`eval-recon --unmerge`).
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Unmerge {
+    Source,
+    Learned,
+}
+
+/// One row per K: images, bits per image (codes + side information), PSNR, SSIM, LPIPS, rFID
+/// ("-" when not computed), usage, perplexity.
 fn print_table(reports: &[ReconReport]) {
     println!(
-        "{:>5} {:>7} {:>8} {:>7} {:>8} {:>9} {:>8} {:>10}",
-        "K", "images", "PSNR", "SSIM", "LPIPS", "rFID", "usage", "perplexity"
+        "{:>5} {:>7} {:>11} {:>8} {:>7} {:>8} {:>9} {:>8} {:>10}",
+        "K", "images", "bits", "PSNR", "SSIM", "LPIPS", "rFID", "usage", "perplexity"
     );
     let opt = |v: Option<f64>, p: usize| v.map(|x| format!("{x:.p$}")).unwrap_or_else(|| "-".into());
     for r in reports {
         println!(
-            "{:>5} {:>7} {:>8.2} {:>7.4} {:>8} {:>9} {:>8.4} {:>10.1}",
+            "{:>5} {:>7} {:>11} {:>8.2} {:>7.4} {:>8} {:>9} {:>8.4} {:>10.1}",
             r.keep,
             r.images,
+            format!("{}+{}", r.code_bits, r.side_bits),
             r.psnr,
             r.ssim,
             opt(r.lpips, 4),

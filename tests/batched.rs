@@ -1,31 +1,21 @@
 //! Batched, guided generation over the ragged KV cache: batched == one at a time token for
 //! token, MergeAR with w ≥ L == plain decoding, the ragged single-query kernel == the generic
-//! attention, and the cache's memory accounting and compaction.
+//! attention, the GPU builds' slot cache == the CPU's ragged cache, and the caches' memory
+//! accounting and compaction.
+mod common;
+
 use burn::prelude::*;
 use mergevq::ar::batched::{generate_batch, image_rng, slots, Request};
-use mergevq::ar::gpt::{Gpt, GptConfig};
-use mergevq::ar::kv_cache::KvCache;
+use mergevq::ar::gpt::Gpt;
+use mergevq::ar::kv_cache::{KvCache, RaggedCache};
 use mergevq::ar::ragged_attention::{attend_one, Held};
 use mergevq::ar::ragged_cache::RaggedKvCache;
 use mergevq::ar::sample::SampleOpts;
-use mergevq::io::weights::Weights;
+use mergevq::ar::slot_cache::SlotKvCache;
 use mergevq::nn::attention;
 
 fn model(merge_tokens: usize, block: usize) -> Gpt {
-    let cfg = GptConfig {
-        factorized_bits: [3, 3],
-        block_size: block,
-        dim: 48,
-        n_head: 3,
-        spatial_n_layer: 2,
-        factorized_n_layer: 1,
-        class_num: 4,
-        merge_tokens,
-        multiple_of: 32,
-        rope_base: 10000.0,
-        class_dropout: 0.1,
-    };
-    Gpt::load(Weights::random(7, &mergevq::device()).root(), &cfg).unwrap()
+    common::tiny_gpt(merge_tokens, block, 48, 3)
 }
 
 /// Four images with their own class, merge instruction and K.
@@ -200,4 +190,50 @@ fn retired_entries_leave_before_the_step_is_stored() {
     assert_eq!(generic.lens(), vec![4, 4, 5]);
     // No slot was added for the step: only sequence 2 (nothing retired) outgrew its four.
     assert_eq!(fast.capacity(), vec![4, 4, 8]);
+}
+
+/// The slot cache (GPU builds: slots reused in place, a mask) attends like the ragged cache
+/// (CPU: compaction, its own kernel) through a prefix chunk, one-query steps, retired entries
+/// (held ones and a step's own), an immediate eviction and a sequence outgrowing its slots.
+#[test]
+fn slot_cache_attends_like_the_ragged_cache() {
+    let device = mergevq::device();
+    let (heads, hd, layers) = (2usize, 8usize, 2usize);
+    let caps = [4usize, 6, 3];
+    let seqs = caps.len();
+    let mut ragged = RaggedKvCache::new(layers, heads, hd, &caps);
+    let mut slot = SlotKvCache::new(layers, heads, hd, &caps, &device);
+    // Keys, values f32, every layer: 2 · 4 B · S · (max cap + 1) · H · hd.
+    assert_eq!(slot.allocated_bytes(), 2 * 4 * layers * seqs * 7 * heads * hd);
+    let t = |x: Vec<f32>, n: usize| Tensor::<4>::from_data(TensorData::new(x, [seqs, heads, n, hd]), &device);
+    for step in 0..8u64 {
+        let n = if step == 0 { 2 } else { 1 };
+        let lens = ragged.lens();
+        if step >= 2 {
+            // Sequence 0 drops its oldest image entry, sequence 1 its own step entry once.
+            let retired = [vec![2], if step == 3 { vec![lens[1]] } else { vec![] }, vec![]];
+            ragged.retire(&retired);
+            slot.retire(&retired);
+        }
+        if step == 5 {
+            ragged.evict(&[vec![], vec![], vec![1]]);
+            slot.evict(&[vec![], vec![], vec![1]]);
+        }
+        for layer in 0..layers {
+            let size = seqs * heads * n * hd;
+            let (q, k, v) = (noise(size, 100 * step + 1), noise(size, 100 * step + 2), noise(size, 100 * step + 3));
+            let a = ragged.attend(layer, t(q.clone(), n), t(k.clone(), n), t(v.clone(), n));
+            let b = slot.attend(layer, t(q, n), t(k, n), t(v, n));
+            let (a, b): (Vec<f32>, Vec<f32>) = (
+                a.into_data().convert::<f32>().try_into_vec().unwrap(),
+                b.into_data().convert::<f32>().try_into_vec().unwrap(),
+            );
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x - y).abs() < 1e-5, "step {step} layer {layer}: {x} vs {y}");
+            }
+        }
+        assert_eq!(ragged.lens(), slot.lens(), "step {step}");
+    }
+    // Sequence 2 outgrew the common capacity: the slot cache grew for everyone, and counts it.
+    assert!(slot.peak_bytes() > 2 * 4 * layers * seqs * 7 * heads * hd);
 }

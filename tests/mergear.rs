@@ -1,29 +1,15 @@
 //! MergeAR: the sparse mask, cache eviction bounds, and equivalences with plain AR.
+mod common;
+
 use burn::prelude::*;
-use mergevq::ar::gpt::{causal_bias, Gpt, GptConfig};
+use mergevq::ar::gpt::{causal_bias, Gpt};
 use mergevq::ar::kv_cache::{DenseKvCache, KvCache};
 use mergevq::ar::mergear::{allowed, first_of_group, mergear_bias};
 use mergevq::ar::sample::{generate, SampleOpts};
-use mergevq::io::weights::Weights;
 use rand::SeedableRng;
 
 fn model(merge_tokens: usize, block: usize) -> Gpt {
-    let cfg = GptConfig {
-        factorized_bits: [3, 3],
-        block_size: block,
-        dim: 32,
-        n_head: 2,
-        spatial_n_layer: 2,
-        factorized_n_layer: 1,
-        class_num: 4,
-        merge_tokens,
-        multiple_of: 32,
-        rope_base: 10000.0,
-        class_dropout: 0.1,
-    };
-    // Larger-than-default weights so the logits are far from uniform.
-    let w = Weights::random(7, &mergevq::device());
-    Gpt::load(w.root(), &cfg).unwrap()
+    common::tiny_gpt(merge_tokens, block, 32, 2)
 }
 
 fn host(t: Tensor<4>) -> Vec<f32> {

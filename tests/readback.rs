@@ -1,13 +1,17 @@
-//! On a GPU every device→host read drains the queue, so an encode reads nothing before its final
-//! output (the LFQ indices and the groups). The generic path (`MERGEVQ_GENERIC=1`) runs every op
-//! as a GPU build does — ToMe's matching with tensor ops — so on the CPU device it shows the
-//! reads a GPU would make, counted by `mergevq::io::readback`. This file is its own process: the
-//! switch does not reach the other tests.
+//! The generic path (`MERGEVQ_GENERIC=1`) runs every op as a GPU build does — ToMe's matching
+//! with tensor ops, the KV cache in device slots — so on the CPU device it shows what a GPU would
+//! compute and read. On a GPU every device→host read drains the queue: an encode reads nothing
+//! before its final output (the LFQ indices and the groups), counted by `mergevq::io::readback`;
+//! batched generation reads the logits it samples and never its KV cache. And the generic path
+//! gives the CPU path's results. This file is its own process: the switch does not reach the
+//! other tests.
 mod common;
 
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use common::root;
+use mergevq::ar::batched::{generate_batch, image_rng, Request};
+use mergevq::ar::sample::SampleOpts;
 use mergevq::io::readback;
 use mergevq::tokenizer::config::TokenizerConfig;
 use mergevq::tokenizer::tome::bipartite_soft_matching;
@@ -24,7 +28,7 @@ fn generic(on: bool) {
 
 /// One test, so that switching the generic path on and off cannot race another test.
 #[test]
-fn encode_reads_nothing_before_its_output_and_device_matching_equals_host() {
+fn generic_path_reads_nothing_it_need_not_and_equals_the_cpu_path() {
     let device = mergevq::device();
     device.seed(7);
     // Device matching (argsort, scatter) gives the host's row maps, odd shapes, r past its clamp.
@@ -59,6 +63,27 @@ fn encode_reads_nothing_before_its_output_and_device_matching_equals_host() {
         assert_eq!(got.group, want.group, "K={keep}: groups differ between the generic and CPU paths");
         let same = got.indices.iter().zip(&want.indices).filter(|(a, b)| a == b).count();
         assert!(same * 100 >= 99 * want.indices.len(), "K={keep}: {same}/{} indices agree", want.indices.len());
+    }
+
+    // Batched MergeAR and plain decoding with guidance: the slot cache gives the ragged cache's
+    // tokens, reading only two rows of logits per token (factorized heads), nothing per layer.
+    let gpt = common::tiny_gpt(3, 36, 48, 3);
+    let reqs: Vec<Request> =
+        (0..3).map(|i| Request { class: i % 4, merge: Some(i % 3), keep: 4 + 3 * i, forced: None }).collect();
+    let o = SampleOpts { temperature: 1.0, top_k: 0, top_p: 1.0, cfg: 1.5 };
+    for window in [Some(2), None] {
+        let run = || {
+            let mut rngs: Vec<_> = (0..reqs.len() as u64).map(|i| image_rng(5, i)).collect();
+            let b = generate_batch(&gpt, &reqs, window, &o, &mut rngs, |_| {}).unwrap();
+            b.images.into_iter().map(|g| g.codes).collect::<Vec<_>>()
+        };
+        generic(false);
+        let want = run();
+        generic(true);
+        let before = readback::count();
+        let got = run();
+        assert_eq!(readback::count() - before, 2 * 36, "window {window:?}: reads other than the sampled logits");
+        assert_eq!(got, want, "window {window:?}: the slot cache's tokens differ from the ragged cache's");
     }
     generic(false);
 }

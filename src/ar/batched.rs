@@ -1,13 +1,14 @@
 //! Batched generation: B images in one forward per step, two sequences each with classifier-free
 //! guidance (cond, uncond), each image with its own class, merge instruction, kept count K and
-//! random stream, over one ragged KV cache (`RaggedKvCache`) where every sequence has its own
-//! length. Batch 1, plain decoding (no window, or w ≥ L) and MergeAR all run this loop; a
+//! random stream, over one ragged KV cache where every sequence has its own length
+//! (`RaggedKvCache` in host memory on the CPU, `SlotKvCache` on GPUs). Batch 1, plain decoding (no window, or w ≥ L) and MergeAR all run this loop; a
 //! sequence's tokens depend only on its image's request and stream, not on the batch.
 use crate::ar::gpt::Gpt;
-use crate::ar::kv_cache::KvCache;
+use crate::ar::kv_cache::RaggedCache;
 use crate::ar::mergear::EvictionPolicy;
 use crate::ar::ragged_cache::RaggedKvCache;
 use crate::ar::sample::{sample_logits, Generated, SampleOpts};
+use crate::ar::slot_cache::SlotKvCache;
 use anyhow::{bail, Result};
 use burn::prelude::*;
 use rand::rngs::StdRng;
@@ -114,9 +115,14 @@ pub fn generate_batch(
     let merges = (cfg.merge_tokens > 0).then(|| per_row(&|r: &Request, _: usize| r.merge.unwrap_or(0) as i64));
     let caps: Vec<usize> = reqs.iter().flat_map(|r| std::iter::repeat_n(slots(np, l, r.keep, window), rp)).collect();
     let (heads, d) = (cfg.n_head, cfg.dim);
-    let mut cache = RaggedKvCache::new(cfg.spatial_n_layer, heads, d / heads, &caps);
+    let device = gpt.pre_emb.device();
+    let mut cache: Box<dyn RaggedCache> = if crate::nn::fused::host_kernels(&device) {
+        Box::new(RaggedKvCache::new(cfg.spatial_n_layer, heads, d / heads, &caps))
+    } else {
+        Box::new(SlotKvCache::new(cfg.spatial_n_layer, heads, d / heads, &caps, &device))
+    };
     let prefix_pos: Vec<usize> = (0..np).collect();
-    let mut h = gpt.step(gpt.embed_prefix(&labels, merges.as_deref())?, &prefix_pos, &mut cache);
+    let mut h = gpt.step(gpt.embed_prefix(&labels, merges.as_deref())?, &prefix_pos, cache.as_mut());
     let mut policies: Vec<Option<EvictionPolicy>> = reqs.iter().map(|_| window.map(EvictionPolicy::new)).collect();
     let mut images: Vec<Generated> =
         reqs.iter().map(|_| Generated { codes: Vec::with_capacity(l), peak_kv: np, kv_trace: Vec::new() }).collect();
@@ -160,7 +166,7 @@ pub fn generate_batch(
             }
         }
         cache.retire(&retired);
-        h = gpt.step(gpt.embed_token(&pre_rows, &post_rows), &[np + j], &mut cache);
+        h = gpt.step(gpt.embed_token(&pre_rows, &post_rows), &[np + j], cache.as_mut());
         let lens = cache.lens();
         for (i, img) in images.iter_mut().enumerate() {
             img.kv_trace.push(lens[i * rp]);

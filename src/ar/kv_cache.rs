@@ -39,6 +39,19 @@ pub trait KvCache {
     fn lens(&self) -> Vec<usize>;
 }
 
+/// A cache of sequences with their own lengths (batched decoding), whose entries a chunk may
+/// still see before they are dropped.
+pub trait RaggedCache: KvCache {
+    /// Entries the next chunk's queries still attend to but no later query does: `retired[s]`
+    /// lists sequence s's entry indices, ascending, counting its held entries and then the
+    /// chunk's (index len + i is the chunk's i-th entry). Every layer drops them once that chunk
+    /// attended.
+    fn retire(&mut self, retired: &[Vec<usize>]);
+
+    /// The most bytes the cache allocated at any point.
+    fn peak_bytes(&self) -> usize;
+}
+
 /// Every sequence holds the same entries: one [B, H, m, hd] key and value tensor per layer,
 /// appended by concatenation and evicted by selecting the kept entries.
 #[derive(Clone, Debug)]

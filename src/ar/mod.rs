@@ -8,3 +8,4 @@ pub mod mergear;
 pub mod ragged_attention;
 pub mod ragged_cache;
 pub mod sample;
+pub mod slot_cache;

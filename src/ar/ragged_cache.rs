@@ -9,7 +9,7 @@
 //! a whole cache per step. Decoding steps (one query) run the CPU kernel [`attend_one`] over
 //! the slots in place; chunks (the prefix) and GPU builds use the generic attention on a
 //! padded copy with a mask.
-use crate::ar::kv_cache::{Attend, KvCache};
+use crate::ar::kv_cache::{Attend, KvCache, RaggedCache};
 use crate::ar::ragged_attention::{attend_one, Held};
 use crate::nn::attention;
 use burn::prelude::*;
@@ -54,25 +54,10 @@ impl RaggedKvCache {
         self.layers.iter().flatten().map(|s| (s.k.capacity() + s.v.capacity()) * 4).sum()
     }
 
-    /// The most bytes allocated at any point.
-    pub fn peak_bytes(&self) -> usize {
-        self.peak_bytes
-    }
-
     /// Slots per sequence (layer 0; all layers grow together).
     pub fn capacity(&self) -> Vec<usize> {
         let d = self.heads * self.hd;
         self.layers.first().map_or(Vec::new(), |l| l.iter().map(|s| s.k.len() / d).collect())
-    }
-
-    /// Entries the next chunk's queries still attend to but no later query does: `retired[s]`
-    /// lists sequence s's entry indices, ascending, counting its held entries and then the
-    /// chunk's (index len + i is the chunk's i-th entry, which then is never stored). Every
-    /// layer drops them after that chunk attended and before the chunk's entries are written,
-    /// so they never need a slot next to the chunk's.
-    pub fn retire(&mut self, retired: &[Vec<usize>]) {
-        self.retired = retired.to_vec();
-        self.retire_pending.iter_mut().for_each(|p| *p = true);
     }
 
     /// Drops the retired entries of `layer` (once per `retire`), then writes the n entries of
@@ -132,6 +117,19 @@ fn compact(seq: &mut Slots, drop: &[usize], d: usize) {
 
 fn host(t: Tensor<4>) -> Vec<f32> {
     crate::io::readback::floats(t)
+}
+
+impl RaggedCache for RaggedKvCache {
+    /// Every layer drops them after that chunk attended and before the chunk's entries are
+    /// written, so they never need a slot next to the chunk's.
+    fn retire(&mut self, retired: &[Vec<usize>]) {
+        self.retired = retired.to_vec();
+        self.retire_pending.iter_mut().for_each(|p| *p = true);
+    }
+
+    fn peak_bytes(&self) -> usize {
+        self.peak_bytes
+    }
 }
 
 impl KvCache for RaggedKvCache {

@@ -95,3 +95,22 @@ pub fn assert_unchanged(before: &std::collections::BTreeMap<PathBuf, Vec<u8>>, w
         assert!(now.as_ref() == Some(bytes), "{what}: {} changed", p.display());
     }
 }
+
+/// A small class-conditional GPT with random weights (seed 7): 6-bit codes factorized 3 + 3,
+/// 4 classes, `merge_tokens` merge instructions (0: plain), 2 spatial layers.
+pub fn tiny_gpt(merge_tokens: usize, block: usize, dim: usize, heads: usize) -> mergevq::ar::gpt::Gpt {
+    let cfg = mergevq::ar::gpt::GptConfig {
+        factorized_bits: [3, 3],
+        block_size: block,
+        dim,
+        n_head: heads,
+        spatial_n_layer: 2,
+        factorized_n_layer: 1,
+        class_num: 4,
+        merge_tokens,
+        multiple_of: 32,
+        rope_base: 10000.0,
+        class_dropout: 0.1,
+    };
+    mergevq::ar::gpt::Gpt::load(mergevq::io::weights::Weights::random(7, &mergevq::device()).root(), &cfg).unwrap()
+}

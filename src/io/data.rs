@@ -253,8 +253,9 @@ impl Loader {
         (self.source.len() / self.batch).max(1)
     }
 
-    /// The batch of training step `step` (independent of what came before).
-    pub fn batch_at(&self, step: usize) -> Batch {
+    /// The batch of training step `step` (independent of what came before); unreadable images
+    /// are skipped with a warning, an error when none can be read.
+    pub fn batch_at(&self, step: usize) -> Result<Batch> {
         let per = self.steps_per_epoch();
         let (epoch, k) = (step / per, step % per);
         let order = self.order(epoch);
@@ -274,7 +275,7 @@ impl Loader {
                             let (mut a, mut b) = (vec![0f32; 3 * r * r], vec![0f32; 3 * r * r]);
                             pixels(&self.augment.apply(&img, &mut rng), &mut a);
                             pixels(&self.strong.apply(&img, &mut rng), &mut b);
-                            return (a, b, label, i);
+                            return Ok((a, b, label, i));
                         }
                         Err(e) => {
                             self.skipped.fetch_add(1, Ordering::Relaxed);
@@ -283,9 +284,9 @@ impl Loader {
                         }
                     }
                 }
-                panic!("no readable image in the data set");
+                bail!("none of the {n} images of the data set can be read")
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let mut batch = Batch {
             images: Vec::with_capacity(self.batch * 3 * r * r),
             views: Vec::new(),
@@ -299,7 +300,7 @@ impl Loader {
             batch.labels.push(l);
             batch.indices.push(i);
         }
-        batch
+        Ok(batch)
     }
 
     /// The `k`-th batch of the source in its own order (no shuffling; for evaluation). The
@@ -330,13 +331,16 @@ impl Loader {
         batch
     }
 
-    /// Batches for steps `start..end` produced ahead of use on a background thread.
-    pub fn prefetch(self: &Arc<Self>, start: usize, end: usize, depth: usize) -> Receiver<(usize, Batch)> {
+    /// Batches for steps `start..end` produced ahead of use on a background thread (which stops
+    /// after an error).
+    pub fn prefetch(self: &Arc<Self>, start: usize, end: usize, depth: usize) -> Receiver<(usize, Result<Batch>)> {
         let (tx, rx) = sync_channel(depth.max(1));
         let me = Arc::clone(self);
         std::thread::spawn(move || {
             for step in start..end {
-                if tx.send((step, me.batch_at(step))).is_err() {
+                let batch = me.batch_at(step);
+                let failed = batch.is_err();
+                if tx.send((step, batch)).is_err() || failed {
                     break;
                 }
             }

@@ -60,7 +60,7 @@ impl Trainable for Trainer {
         let accum = self.cfg.optim.accumulate;
         let rx = self.train.prefetch(self.step * accum, self.cfg.run.steps * accum, 4);
         Ok(Box::new(std::iter::repeat_with(move || {
-            (0..accum).map(|_| rx.recv().map(|(_, b)| b).map_err(|_| anyhow!("data loader stopped"))).collect()
+            (0..accum).map(|_| rx.recv().map_err(|_| anyhow!("data loader stopped"))?.1).collect()
         })))
     }
 

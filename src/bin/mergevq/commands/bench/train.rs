@@ -58,7 +58,7 @@ pub fn train(config: &Path, tokenizer: Option<&Path>, batch: usize, runs: usize,
         seed: 0,
         skipped: Default::default(),
     };
-    let b = loader.batch_at(0);
+    let b = loader.batch_at(0)?;
     let base = rss::reset();
     let times = time(runs, || t.train_step(std::slice::from_ref(&b)).map(|_| ()))?;
     let _ = std::fs::remove_dir_all(&cfg.run.out_dir);

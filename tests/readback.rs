@@ -88,10 +88,10 @@ fn generic_path_reads_nothing_it_need_not_and_equals_the_cpu_path() {
     generic(false);
 }
 
-/// Every read of tensor values in the library goes through the counter.
+/// Every read of tensor values in the library and the Python binding goes through the counter.
 #[test]
 fn library_reads_only_through_readback() {
-    let mut stack = vec![root().join("src")];
+    let mut stack = vec![root().join("src"), root().join("python/src")];
     let mut offenders = Vec::new();
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {

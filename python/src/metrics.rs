@@ -83,8 +83,7 @@ pub fn lpips(py: Python<'_>, a: Array, b: Array, weights: Option<PathBuf>) -> Py
         let mut total = 0.0;
         for (cx, cy) in x.chunks(16).zip(y.chunks(16)) {
             let t = |c: &[RgbImage]| Tensor::cat(c.iter().map(|i| rgb_to_tensor(i, &device)).collect(), 0);
-            let d = net.forward(t(cx), t(cy)).into_data().convert::<f32>();
-            let d: Vec<f32> = d.try_into_vec().map_err(|e| anyhow::anyhow!("LPIPS output: {e:?}"))?;
+            let d = mergevq::io::readback::floats(net.forward(t(cx), t(cy)));
             total += d.iter().map(|&v| v as f64).sum::<f64>();
         }
         Ok(total / x.len() as f64)

@@ -25,9 +25,8 @@ pub struct PyTokenizer {
 }
 
 /// Little-endian bytes of f32 values.
-fn f32_bytes(t: Tensor<4>) -> Result<Vec<u8>> {
-    let v: Vec<f32> = t.into_data().convert::<f32>().try_into_vec().map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    Ok(v.into_iter().flat_map(f32::to_ne_bytes).collect())
+fn f32_bytes(t: Tensor<4>) -> Vec<u8> {
+    mergevq::io::readback::floats(t).into_iter().flat_map(f32::to_ne_bytes).collect()
 }
 
 /// What `encode` returns: indices and groups as bytes, B, K and L.
@@ -40,7 +39,7 @@ type Encoded<'py> = (Bound<'py, PyByteArray>, Bound<'py, PyByteArray>, usize, us
 fn each_image(b: usize, decode: impl Fn(usize) -> Result<Tensor<4>>) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     for i in 0..b {
-        out.extend(f32_bytes(decode(i)?)?);
+        out.extend(f32_bytes(decode(i)?));
     }
     Ok(out)
 }
@@ -186,7 +185,7 @@ impl PyTokenizer {
             }
             let l = self.inner.full_len();
             if codes.is_empty() || !codes.len().is_multiple_of(l) {
-                return f32_bytes(self.inner.decode_codes(&codes)?); // the library's message
+                return Ok(f32_bytes(self.inner.decode_codes(&codes)?)); // the library's message
             }
             each_image(codes.len() / l, |i| self.inner.decode_codes(&codes[i * l..(i + 1) * l]))
         })?;

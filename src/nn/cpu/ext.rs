@@ -88,31 +88,26 @@ impl Backward<Flex, 3> for ConvBackward {
         let x = checkpointer.retrieve_node_output::<FlexTensor>(xs);
         let w = checkpointer.retrieve_node_output::<FlexTensor>(ws);
         let opts = options(stride, padding);
-        let fast = prepare(&x, &w, stride, padding).filter(|_| f32s(&dy).is_some());
+        // The CPU kernels' inputs: geometry, contiguous x and w, and f32 data of ∂L/∂y.
+        let fast = prepare(&x, &w, stride, padding).zip(f32s(&dy));
         if let Some(node) = node_x {
-            let dx = match (&fast, f32s(&dy)) {
-                (Some((g, _, wc)), Some(d)) => {
-                    f32s(wc).map(|ws| tensor(conv::input_grad(g, ws, d), vec![g.batch, g.c_in, g.h, g.w]))
-                }
-                _ => None,
-            };
+            let dx = fast.as_ref().and_then(|((g, _, wc), d)| {
+                f32s(wc).map(|ws| tensor(conv::input_grad(g, ws, d), vec![g.batch, g.c_in, g.h, g.w]))
+            });
             let dx = dx.unwrap_or_else(|| Flex::conv2d_x_backward(x.clone(), w.clone(), dy.clone(), opts.clone()));
             grads.register::<Flex>(node.id, dx);
         }
         if let Some(node) = node_w {
-            let dw = match (&fast, f32s(&dy)) {
-                (Some((g, xc, _)), Some(d)) => {
-                    f32s(xc).map(|xs| tensor(conv::weight_grad(g, xs, d), vec![g.c_out, g.c_in, g.k, g.k]))
-                }
-                _ => None,
-            };
+            let dw = fast.as_ref().and_then(|((g, xc, _), d)| {
+                f32s(xc).map(|xs| tensor(conv::weight_grad(g, xs, d), vec![g.c_out, g.c_in, g.k, g.k]))
+            });
             let dw = dw.unwrap_or_else(|| Flex::conv2d_weight_backward(x.clone(), w.clone(), dy.clone(), opts.clone()));
             grads.register::<Flex>(node.id, dw);
         }
         if let Some(node) = node_b {
-            let db = match (&fast, f32s(&dy)) {
-                (Some((g, _, _)), Some(d)) => tensor(conv::bias_grad(g, d), vec![g.c_out]),
-                _ => {
+            let db = match fast {
+                Some(((g, _, _), d)) => tensor(conv::bias_grad(&g, d), vec![g.c_out]),
+                None => {
                     let b = FlexTensor::zeros(vec![dims4(&w).map_or(0, |d| d[0])].into(), DType::F32);
                     Flex::conv2d_bias_backward(x, b, dy)
                 }

@@ -282,6 +282,36 @@ fn every_shipped_config_loads() {
     assert!(n >= 10, "{n} configs");
 }
 
+/// A training config is also a tokenizer config (its `[tokenizer]` table): `eval-recon`,
+/// `reconstruct` and the other model commands take the file a model was trained with.
+#[test]
+fn training_configs_are_tokenizer_configs() {
+    use mergevq::tokenizer::config::TokenizerConfig;
+    use mergevq::train::config::TrainConfig;
+    let mut n = 0;
+    for dir in ["configs", "configs/science"] {
+        for e in std::fs::read_dir(root().join(dir)).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_str().unwrap().to_string();
+            if !(name.starts_with("train_") || dir.ends_with("science")) || !name.ends_with(".toml") {
+                continue;
+            }
+            let train = TrainConfig::load(&p).unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
+            let tok = TokenizerConfig::load(&p).unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
+            assert_eq!(toml::to_string(&tok).unwrap(), toml::to_string(&train.tokenizer).unwrap(), "{}", p.display());
+            n += 1;
+        }
+    }
+    assert!(n >= 4, "{n} training configs");
+    // A bad field inside the table is still named with its line.
+    let d = tmp("train-as-tok");
+    let text = std::fs::read_to_string(root().join("configs/science/fmnist_grid16.toml")).unwrap();
+    let bad = d.join("bad.toml");
+    std::fs::write(&bad, text.replace("num_res_blocks = 1", "num_res_block = 1")).unwrap();
+    let err = format!("{:#}", TokenizerConfig::load(&bad).unwrap_err());
+    assert!(err.contains("num_res_block") && err.contains("line"), "{err}");
+}
+
 /// `--allow-large` is accepted by the commands that build models and changes nothing for a
 /// model that fits.
 #[test]

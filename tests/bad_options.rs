@@ -78,6 +78,8 @@ const CASES: &[Case] = &[
     case(with_model!("eval-recon", "--data", "x", "-o", "{tmp}/e", "--batch", "0"), 2, "--batch"),
     case(with_model!("eval-recon", "--data", "x", "-o", "{tmp}/e", "--keep", "16,0"), 2, "--keep"),
     case(with_model!("eval-recon", "--data", "x", "-o", "{tmp}/e", "--keep", ""), 2, "--keep"),
+    case(with_model!("eval-recon", "--data", "x", "-o", "{tmp}/e", "--fid-num", "1"), 2, "--fid-num"),
+    case(with_model!("eval-recon", "--data", "x", "-o", "{tmp}/e", "--compare", "=r.json"), 2, "--compare"),
     case(&["eval-gen", "--samples", "x", "--reference", "y", "-o", "{tmp}/e", "--batch", "0"], 2, "--batch"),
     case(with_model!("probe", "--train", "x", "--val", "y", "--lr", "NaN"), 2, "--lr"),
     case(with_model!("probe", "--train", "x", "--val", "y", "--lr", "-1"), 2, "--lr"),

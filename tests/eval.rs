@@ -218,3 +218,52 @@ fn eval_recon_unmerge_learned_and_source() {
     ]);
     common::assert_clean_error(&out, "no learned source recovery");
 }
+
+/// rFID over the first images only (`--fid-num`: the same value as evaluating just those), and
+/// other reports drawn into the same rate–distortion plots (`--compare`).
+#[test]
+fn eval_recon_fid_subset_and_compare() {
+    let d = tmp("fid-num");
+    let w = tiny_tokenizer(&d, 0);
+    let eval = |extra: &[&str], out: &str| -> Output {
+        let out = d.join(out);
+        let mut args = vec!["eval-recon", "--tokenizer", w.to_str().unwrap(), "--config", "configs/tiny_32.toml"];
+        args.extend(["--data", "fashion-mnist:test", "--keep", "16", "--batch", "2", "-o", out.to_str().unwrap()]);
+        args.extend(extra);
+        run(&args)
+    };
+    let report = |out: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(d.join(out).join("report.json")).unwrap()).unwrap()
+    };
+    ok(eval(&["--num", "5", "--fid-num", "3"], "subset"));
+    ok(eval(&["--num", "3"], "first3"));
+    let (a, b) = (&report("subset")["results"][0], &report("first3")["results"][0]);
+    assert_eq!((a["images"].as_u64(), a["fid_images"].as_u64(), b["fid_images"].as_u64()), (Some(5), Some(3), Some(3)));
+    let (fa, fb) = (a["rfid"].as_f64().unwrap(), b["rfid"].as_f64().unwrap());
+    assert!(fa.is_finite() && (fa - fb).abs() <= 1e-6 * fb.abs().max(1.0), "{fa} vs {fb}");
+    assert_ne!(a["psnr"], b["psnr"], "PSNR covers all 5 images, not the 3 of the rFID");
+
+    let first3 = d.join("first3/report.json");
+    let compare = format!("grid={}", first3.display());
+    let s = ok(eval(&["--num", "3", "--no-fid", "--label", "merged", "--compare", &compare], "compared"));
+    assert!(s.contains("rd_bits.png"), "{s}");
+    for png in ["rd_psnr.png", "rd_bits.png"] {
+        let im = image::open(d.join("compared").join(png)).unwrap();
+        assert_eq!((im.width(), im.height()), (560, 360));
+    }
+    // A report that is missing or not eval-recon's: one error line, no output folder.
+    std::fs::write(d.join("other.json"), r#"{"results": []}"#).unwrap();
+    let cases = [
+        (d.join("missing.json"), "cannot read report"),
+        (w.clone(), "cannot read report"),
+        (d.join("other.json"), "not an eval-recon"),
+    ];
+    for (bad, needle) in cases {
+        let out = eval(&["--num", "3", "--no-fid", "--compare", &format!("x={}", bad.display())], "refused");
+        common::assert_clean_error(&out, needle);
+        assert!(!d.join("refused").exists());
+    }
+    let out = eval(&["--num", "3", "--no-fid", "--compare", "no-equals-sign"], "refused");
+    assert_eq!(out.status.code(), Some(2));
+    std::fs::remove_dir_all(&d).ok();
+}

@@ -17,7 +17,7 @@ use crate::tokenizer::tome::KeepPlan;
 use crate::tokenizer::Tokenizer;
 use anyhow::{anyhow, bail, Result};
 use burn::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -90,7 +90,7 @@ pub fn mean_psnr_lpips(
     Ok((mean(sum), lpips.map(|_| mean(lp))))
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ReconReport {
     pub keep: usize,
     pub images: usize,
@@ -103,6 +103,9 @@ pub struct ReconReport {
     pub ssim: f64,
     pub lpips: Option<f64>,
     pub rfid: Option<f64>,
+    /// Images the rFID is computed from (the first ones; 0 without rFID).
+    #[serde(default)]
+    pub fid_images: usize,
     pub codebook_usage: f64,
     pub perplexity: f64,
 }
@@ -116,7 +119,7 @@ fn inception_features(net: &InceptionV3, x: Tensor<4>) -> Vec<Vec<f32>> {
 }
 
 /// Reconstructs the first `n` images of `source` at every kept count in `keeps` (rFID, when
-/// `inception` is given, needs at least two readable images); returns the reports and a grid
+/// `inception` is given with an image count, over that many first images: at least two); returns the reports and a grid
 /// image (inputs, then per K the reconstructions and merge maps of 8 images).
 #[allow(clippy::too_many_arguments)]
 pub fn eval_recon(
@@ -126,7 +129,7 @@ pub fn eval_recon(
     keeps: &[usize],
     batch: usize,
     lpips: Option<&Lpips>,
-    inception: Option<&InceptionV3>,
+    inception: Option<(&InceptionV3, usize)>,
     progress: &dyn Fn(u64),
 ) -> Result<(Vec<ReconReport>, image::RgbImage)> {
     let device = tok.device();
@@ -144,12 +147,21 @@ pub fn eval_recon(
         last.indices.truncate(keep);
         last.size = keep;
     }
-    if inception.is_some() {
-        check_sample_size("rFID", batches.iter().map(|b| b.size).sum())?;
+    let total: usize = batches.iter().map(|b| b.size).sum();
+    let inception = inception.map(|(net, m)| (net, m.min(total)));
+    if let Some((_, m)) = inception {
+        check_sample_size("rFID", m)?;
     }
     let tensor = |b: &Batch| Tensor::<4>::from_data(TensorData::new(b.images.clone(), [b.size, 3, res, res]), &device);
-    let real_stats = inception.map(|net| {
-        Stats::from_features(&batches.iter().flat_map(|b| inception_features(net, tensor(b))).collect::<Vec<_>>())
+    // How many of batch `bi`'s images are among the first `m` (the rFID's images).
+    let starts: Vec<usize> = batches.iter().scan(0, |at, b| Some(std::mem::replace(at, *at + b.size))).collect();
+    let fid_part = |bi: usize, m: usize| m.saturating_sub(starts[bi]).min(batches[bi].size);
+    let real_stats = inception.map(|(net, m)| {
+        let feats = (0..batches.len())
+            .filter(|&bi| fid_part(bi, m) > 0)
+            .flat_map(|bi| inception_features(net, tensor(&batches[bi]).narrow(0, 0, fid_part(bi, m))))
+            .collect::<Vec<_>>();
+        Stats::from_features(&feats)
     });
     let side = tok.cfg.embed_res();
     let show = batches.first().map(|b| b.size.min(8)).unwrap_or(0);
@@ -170,8 +182,8 @@ pub fn eval_recon(
                 let d = crate::io::readback::scalar(net.forward(x.clone(), rec.clone()).sum());
                 lp += d as f64;
             }
-            if let Some(net) = inception {
-                feats.extend(inception_features(net, rec.clone()));
+            if let Some((net, m)) = inception.filter(|&(_, m)| fid_part(bi, m) > 0) {
+                feats.extend(inception_features(net, rec.clone().narrow(0, 0, fid_part(bi, m))));
             }
             for i in 0..b.size {
                 let a = tensor_to_rgb(x.clone().narrow(0, i, 1).reshape([3, res, res]));
@@ -209,6 +221,7 @@ pub fn eval_recon(
             ssim: ss / c,
             lpips: lpips.map(|_| lp / c),
             rfid,
+            fid_images: inception.map_or(0, |(_, m)| m),
             codebook_usage: usage,
             perplexity,
         });

@@ -120,13 +120,30 @@ pub struct TokenizerConfig {
     pub preprocess: Preprocess,
 }
 
+/// A training config (`train-tokenizer --config`): its `[tokenizer]` table is the model.
+#[derive(Deserialize)]
+struct InTraining {
+    tokenizer: TokenizerConfig,
+    #[serde(flatten)]
+    _rest: std::collections::BTreeMap<String, toml::Value>,
+}
+
+/// Whether a TOML text is a training config (a `[tokenizer]` table, no top-level `ddconfig`).
+fn is_training_config(text: &str) -> bool {
+    text.parse::<toml::Table>().is_ok_and(|t| t.contains_key("tokenizer") && !t.contains_key("ddconfig"))
+}
+
 impl TokenizerConfig {
-    /// Reads a `.toml` config or an official `.yaml` config.
+    /// Reads a `.toml` config (a tokenizer config, or a training config's `[tokenizer]` table)
+    /// or an official `.yaml` config.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
         let cfg: Self = if ext == "yaml" || ext == "yml" {
             Self::from_yaml(&text).with_context(|| format!("bad config {}", path.display()))?
+        } else if is_training_config(&text) {
+            let t: InTraining = toml::from_str(&text).map_err(|e| crate::validate::toml_error(path, &text, &e))?;
+            t.tokenizer
         } else {
             toml::from_str(&text).map_err(|e| crate::validate::toml_error(path, &text, &e))?
         };

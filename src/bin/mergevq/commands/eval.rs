@@ -41,6 +41,17 @@ pub struct EvalReconArgs {
     /// Skip rFID (InceptionV3 on every image is the slow part on a CPU).
     #[arg(long)]
     no_fid: bool,
+    /// rFID over the first N of the evaluated images only (default: all of them); the other
+    /// metrics still cover every image.
+    #[arg(long, value_parser = int_in(2, MAX_SIZE))]
+    fid_num: Option<usize>,
+    /// This model's name in the plots' legends.
+    #[arg(long, default_value = "MergeVQ")]
+    label: String,
+    /// Another eval-recon report to draw in the same plots, as NAME=PATH/report.json (repeatable):
+    /// baselines such as fixed-grid tokenizers on one rate–distortion curve.
+    #[arg(long, value_parser = parse_compare)]
+    compare: Vec<(String, PathBuf)>,
     /// How the decoder puts the K tokens back on the L-token grid: `source`, the encoder's source
     /// map (side information, L·⌈log₂K⌉ bits per image), or `learned`, the source-recovery model
     /// (k2lconfig.learn_source; no side information). Default: `learned` where the model has it.
@@ -59,6 +70,8 @@ pub struct EvalReconArgs {
 impl EvalReconArgs {
     pub fn run(self) -> Result<()> {
         let device = mergevq::device();
+        let compared =
+            self.compare.iter().map(|(name, p)| Ok((name.clone(), read_report(p)?))).collect::<Result<Vec<_>>>()?;
         let outs = self.outputs()?;
         let cfg = TokenizerConfig::load(&self.model.config)?;
         self.large.tokenizer(&cfg, self.batch, Use::Inference)?;
@@ -80,18 +93,19 @@ impl EvalReconArgs {
         let lp = load_lpips(&self.lpips, &device)?;
         let n = self.num.min(source.len());
         let pb = progress::bar((n * keeps.len()) as u64, "eval-recon");
-        let (reports, grid) = eval_recon(&tok, source, n, &keeps, self.batch, Some(&lp), inc.as_ref(), &|k| pb.inc(k))?;
+        let fid = inc.as_ref().map(|net| (net, self.fid_num.unwrap_or(n)));
+        let (reports, grid) = eval_recon(&tok, source, n, &keeps, self.batch, Some(&lp), fid, &|k| pb.inc(k))?;
         pb.finish_and_clear();
         print_table(&reports);
         save_image(&grid, &self.output.join("reconstructions.png"), &outs)?;
         if let (Some(r), false) = (reports.first(), self.no_fid) {
-            println!("rFID from {} images (against the same images' originals)", r.images);
-            if let Some(w) = check_sample_size("rFID", r.images)? {
+            println!("rFID from {} images (against the same images' originals)", r.fid_images);
+            if let Some(w) = check_sample_size("rFID", r.fid_images)? {
                 eprintln!("warning: {w}");
             }
         }
         let unmerge = if tok.recovery.is_some() { "learned" } else { "source" };
-        self.write_report(&reports, tok.full_len(), unmerge, &outs)
+        self.write_report(&reports, &compared, tok.full_len(), unmerge, &outs)
     }
 
     /// Where eval-recon may write (anywhere but its inputs), once the output folder exists and
@@ -106,35 +120,73 @@ impl EvalReconArgs {
         ]);
         outs.dir(&self.output)?;
         outs.check(&self.output.join("report.json"), Format::Json(RECON_REPORT))?;
-        for png in ["reconstructions.png", "rd_psnr.png", "rd_rfid.png"] {
+        for png in ["reconstructions.png", "rd_psnr.png", "rd_bits.png", "rd_rfid.png"] {
             outs.check(&self.output.join(png), Format::Image)?;
         }
         Ok(outs)
     }
 
-    /// report.json and the rate–distortion plots (PSNR, and rFID unless skipped).
-    fn write_report(&self, reports: &[ReconReport], l: usize, unmerge: &str, outs: &Outputs) -> Result<()> {
+    /// report.json and the rate–distortion plots (PSNR against K and against bits per image, and
+    /// rFID unless skipped), with the compared reports' series.
+    fn write_report(
+        &self,
+        reports: &[ReconReport],
+        compared: &[(String, Vec<ReconReport>)],
+        l: usize,
+        unmerge: &str,
+        outs: &Outputs,
+    ) -> Result<()> {
         let out = &self.output;
         let (key, value) = RECON_REPORT.entry();
         let json = serde_json::json!({key: value, "tokenizer": self.model.tokenizer, "config": self.model.config,
             "data": self.data, "L": l, "unmerge": unmerge, "results": reports});
         let text = serde_json::to_string_pretty(&json)?;
         outs.write(&out.join("report.json"), Format::Json(RECON_REPORT), text.as_bytes())?;
-        let series = |f: &dyn Fn(&ReconReport) -> Option<f64>| {
-            reports.iter().filter_map(|r| f(r).map(|v| (r.keep as f64, v))).collect::<Vec<_>>()
+        let bits = |r: &ReconReport| (r.code_bits + r.side_bits) as f64;
+        let plot = |x: &str, y: &str, fx: &dyn Fn(&ReconReport) -> f64, fy: &dyn Fn(&ReconReport) -> Option<f64>| {
+            let series = |rs: &[ReconReport]| rs.iter().filter_map(|r| fy(r).map(|v| (fx(r), v))).collect::<Vec<_>>();
+            let mut p = LinePlot::new(x, y).with(&self.label, series(reports));
+            for (name, rs) in compared {
+                p = p.with(name, series(rs));
+            }
+            p.render(560, 360)
         };
-        let plot = |y: &str, points| LinePlot::new("kept tokens K", y).with("MergeVQ", points).render(560, 360);
-        save_image(&plot("PSNR (dB)", series(&|r| Some(r.psnr)))?, &out.join("rd_psnr.png"), outs)?;
+        let k = |r: &ReconReport| r.keep as f64;
+        save_image(&plot("kept tokens K", "PSNR (dB)", &k, &|r| Some(r.psnr))?, &out.join("rd_psnr.png"), outs)?;
+        let bits_label = "bits per image (codes + source map)";
+        save_image(&plot(bits_label, "PSNR (dB)", &bits, &|r| Some(r.psnr))?, &out.join("rd_bits.png"), outs)?;
         if !self.no_fid {
-            save_image(&plot("rFID", series(&|r| r.rfid))?, &out.join("rd_rfid.png"), outs)?;
+            save_image(&plot("kept tokens K", "rFID", &k, &|r| r.rfid)?, &out.join("rd_rfid.png"), outs)?;
         }
         println!(
-            "wrote {}/{{report.json,rd_psnr.png{},reconstructions.png}}",
+            "wrote {}/{{report.json,rd_psnr.png,rd_bits.png{},reconstructions.png}}",
             out.display(),
             if self.no_fid { "" } else { ",rd_rfid.png" }
         );
         Ok(())
     }
+}
+
+/// `--compare NAME=PATH`.
+fn parse_compare(s: &str) -> std::result::Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((name, path)) if !name.is_empty() && !path.is_empty() => Ok((name.to_string(), PathBuf::from(path))),
+        _ => Err(format!("{s:?} is not NAME=PATH (a legend name and an eval-recon report.json)")),
+    }
+}
+
+/// The results of an eval-recon report.json.
+fn read_report(path: &Path) -> Result<Vec<ReconReport>> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read report {}: {e}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("report {} is not JSON: {e}", path.display()))?;
+    let (key, value) = RECON_REPORT.entry();
+    if v.get(&key).and_then(|x| x.as_str()) != Some(value.as_str()) {
+        bail!("{} is not an eval-recon report.json", path.display());
+    }
+    serde_json::from_value(v["results"].clone())
+        .map_err(|e| anyhow::anyhow!("report {}: bad results: {e}", path.display()))
 }
 
 /// The decoder's way back to the full grid (`eval-recon --unmerge`).

@@ -163,3 +163,39 @@ fn cand_distribution_is_parsed_and_checked() {
     assert!(err.contains("gaussian, exponential or uniform"), "{err}");
     assert!("gaussian-x".parse::<CandDistribution>().is_err());
 }
+
+/// Random-resized crops (`data.crop_scale`): r×r outputs whose crop covers the drawn share of
+/// the photo — the whole image at [1, 1], a quarter of its area (half its width) at [0.25, 0.25].
+#[test]
+fn random_resized_crops_cover_the_drawn_area() {
+    use mergevq::io::data::Augment;
+    use mergevq::io::preprocess::Preprocess;
+    use rand::{rngs::StdRng, SeedableRng};
+    // A horizontal ramp: a pixel's red value is its column's share of the width.
+    let (w, h) = (300u32, 200u32);
+    let img = image::RgbImage::from_fn(w, h, |x, _| image::Rgb([(x * 255 / (w - 1)) as u8, 0, 0]));
+    let aug = |lo, hi| Augment {
+        resolution: 32,
+        random_crop: false,
+        crop_scale: Some([lo, hi]),
+        flip: false,
+        preprocess: Preprocess::default(),
+    };
+    let mut rng = StdRng::seed_from_u64(5);
+    let span = |out: &image::RgbImage| {
+        let row: Vec<f64> = (0..32).map(|x| out.get_pixel(x, 16)[0] as f64).collect();
+        (row[31] - row[0]) / 255.0 * w as f64
+    };
+    for _ in 0..20 {
+        let whole = aug(1.0, 1.0).apply(&img, &mut rng);
+        assert_eq!(whole.dimensions(), (32, 32));
+        // The shorter side (200 px) at full scale, anywhere along the longer one.
+        assert!((span(&whole) - 200.0).abs() < 16.0, "{}", span(&whole));
+        let quarter = aug(0.25, 0.25).apply(&img, &mut rng);
+        assert!((span(&quarter) - 100.0).abs() < 10.0, "{}", span(&quarter));
+    }
+    // Positions vary from draw to draw.
+    let firsts: std::collections::BTreeSet<u8> =
+        (0..20).map(|_| aug(0.25, 0.25).apply(&img, &mut rng).get_pixel(0, 0)[0]).collect();
+    assert!(firsts.len() > 5, "{firsts:?}");
+}

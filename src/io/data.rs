@@ -174,6 +174,9 @@ pub struct Augment {
     pub resolution: u32,
     /// Random crop (else centre crop) after resizing the shorter side.
     pub random_crop: bool,
+    /// Random-resized crops instead: a square of a random share of the image's area drawn from
+    /// [lo, hi] (of the shorter side's square), at a random position, resized to the resolution.
+    pub crop_scale: Option<[f64; 2]>,
     pub flip: bool,
     /// Padding or resizing of images of another size (the tokenizer config's `preprocess`).
     pub preprocess: Preprocess,
@@ -183,7 +186,13 @@ impl Augment {
     pub fn apply(&self, img: &RgbImage, rng: &mut StdRng) -> RgbImage {
         let r = self.resolution;
         let (w, h) = img.dimensions();
-        let mut out = if self.preprocess.pads(w, h, r) {
+        let mut out = if let Some([lo, hi]) = self.crop_scale {
+            let short = w.min(h) as f64;
+            let side = ((rng.random_range(lo..=hi).sqrt() * short).round() as u32).clamp(1, w.min(h));
+            let (x0, y0) = (rng.random_range(0..=w - side), rng.random_range(0..=h - side));
+            let crop = image::imageops::crop_imm(img, x0, y0, side, side).to_image();
+            image::imageops::resize(&crop, r, r, FilterType::Triangle)
+        } else if self.preprocess.pads(w, h, r) {
             pad_centre(img, r)
         } else {
             let resized = resize_shorter(img, r, FilterType::Triangle);
@@ -239,7 +248,7 @@ impl Loader {
     /// Whole images of `source` in order, padded or resized to `resolution` without augmentation,
     /// `batch` at a time (`batch_in_order`): what evaluation and tokenizing read.
     pub fn in_order(source: Arc<dyn Source>, resolution: u32, preprocess: Preprocess, batch: usize) -> Self {
-        let augment = Augment { resolution, random_crop: false, flip: false, preprocess };
+        let augment = Augment { resolution, random_crop: false, crop_scale: None, flip: false, preprocess };
         Self { source, augment: augment.clone(), strong: augment, batch, seed: 0, skipped: Default::default() }
     }
 

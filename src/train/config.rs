@@ -31,6 +31,10 @@ pub struct DataConfig {
     pub batch_size: usize,
     #[serde(default)]
     pub random_crop: bool,
+    /// Random-resized crops: each training image is a square of a random share of the photo's
+    /// area in [lo, hi] (0 < lo ≤ hi ≤ 1), at a random position, resized to the resolution.
+    #[serde(default)]
+    pub crop_scale: Option<[f64; 2]>,
     #[serde(default = "yes")]
     pub flip: bool,
 }

@@ -94,6 +94,13 @@ impl DataConfig {
         if self.source == DataSource::Folder && self.path.is_none() {
             bail!("data.path is required for a folder source");
         }
+        if let Some([lo, hi]) = self.crop_scale {
+            if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
+                bail!(
+                    "data.crop_scale = [{lo}, {hi}] must be [lo, hi] with 0 < lo ≤ hi ≤ 1 (shares of the image's area)"
+                );
+            }
+        }
         Ok(())
     }
 }

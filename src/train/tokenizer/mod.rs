@@ -82,6 +82,7 @@ impl Trainer {
         let augment = Augment {
             resolution: res,
             random_crop: cfg.data.random_crop,
+            crop_scale: cfg.data.crop_scale,
             flip: cfg.data.flip,
             preprocess: cfg.tokenizer.preprocess,
         };

@@ -52,8 +52,20 @@ pub fn train(config: &Path, tokenizer: Option<&Path>, batch: usize, runs: usize,
     let res = cfg.tokenizer.ddconfig.resolution as u32;
     let loader = Loader {
         source: t.train_source(),
-        augment: Augment { resolution: res, random_crop: false, flip: false, preprocess: cfg.tokenizer.preprocess },
-        strong: Augment { resolution: res, random_crop: true, flip: true, preprocess: cfg.tokenizer.preprocess },
+        augment: Augment {
+            resolution: res,
+            random_crop: false,
+            crop_scale: None,
+            flip: false,
+            preprocess: cfg.tokenizer.preprocess,
+        },
+        strong: Augment {
+            resolution: res,
+            random_crop: true,
+            crop_scale: None,
+            flip: true,
+            preprocess: cfg.tokenizer.preprocess,
+        },
         batch,
         seed: 0,
         skipped: Default::default(),

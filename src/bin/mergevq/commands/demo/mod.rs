@@ -128,7 +128,7 @@ fn test_images(res: usize, preprocess: Preprocess, device: &Device) -> Result<Ve
     let mut files: Vec<PathBuf> =
         mergevq::io::fs::list_dir(&dir)?.into_iter().filter(|p| p.extension().is_some_and(|e| e == "png")).collect();
     files.sort();
-    let aug = Augment { resolution: res as u32, random_crop: false, flip: false, preprocess };
+    let aug = Augment { resolution: res as u32, random_crop: false, crop_scale: None, flip: false, preprocess };
     let mut rng = StdRng::seed_from_u64(0);
     files
         .iter()

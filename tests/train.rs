@@ -31,6 +31,10 @@ fn resume_continues_the_same_trajectory() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("resuming at step 3"));
     let resumed = losses(&b.join("run"));
     assert_eq!(resumed.len(), 6);
+    // The resumed run's plots cover every step, before and after the crash.
+    let series = mergevq::train::curves::series(&b.join("run/metrics.jsonl")).unwrap();
+    assert_eq!(series["rec"].keys().copied().collect::<Vec<_>>(), (1..=6).collect::<Vec<_>>());
+    assert!(b.join("run/loss_curve.png").exists());
     for (x, y) in full.iter().zip(&resumed) {
         assert_eq!(x["step"], y["step"]);
         for k in ["rec", "entropy", "commit", "cls", "K", "lr"] {

@@ -3,6 +3,7 @@
 pub mod ar;
 pub mod checkpoint;
 pub mod config;
+pub mod curves;
 pub mod interrupt;
 pub mod optim;
 pub mod run_dir;

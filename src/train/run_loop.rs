@@ -27,7 +27,7 @@ pub struct RunState<'a> {
 pub trait Trainable {
     /// One step's training data (the tokenizer's micro-batches, the AR model's image indices).
     type Input;
-    /// The logged value plotted in `loss_curve.png` ("rec", "ce").
+    /// The logged value plotted in `loss_curve.png` ("rec", "ce"; see [`super::curves`]).
     const CURVE: &'static str;
     /// The metrics.jsonl key of the main validation metric ("val_psnr", "val_ce").
     const VAL: &'static str;
@@ -103,7 +103,6 @@ pub fn run<T: Trainable>(t: &mut T) -> Result<Summary> {
     let t0 = Instant::now();
     let mut images = 0usize;
     let fault_exit: Option<usize> = std::env::var("MERGEVQ_FAULT_EXIT_AFTER_STEP").ok().and_then(|v| v.parse().ok());
-    let mut curve: Vec<(f64, f64)> = Vec::new();
     while t.state().step < total {
         if interrupt::requested() {
             pb.finish_and_clear();
@@ -117,9 +116,6 @@ pub fn run<T: Trainable>(t: &mut T) -> Result<Summary> {
         let losses = t.step(&input)?;
         let ips = n.map(|n| n as f64 / ts.elapsed().as_secs_f64());
         let step = t.state().step;
-        if let Some((_, v)) = losses.iter().find(|(k, _)| *k == T::CURVE) {
-            curve.push((step as f64, *v));
-        }
         if step.is_multiple_of(cfg.log_every.max(1)) || step == total {
             let extra: Vec<_> = ips.map(|v| ("images_per_s", serde_json::json!(v))).into_iter().collect();
             log_line(&mut metrics, step, &losses, &extra)?;
@@ -144,13 +140,11 @@ pub fn run<T: Trainable>(t: &mut T) -> Result<Summary> {
     }
     pb.finish_and_clear();
     let images_per_s = images as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-    if curve.len() > 1 {
-        let plot = crate::eval::plot::LinePlot::new("step", "loss").with("training loss", curve).render(640, 360)?;
-        crate::io::image::save_image(&plot, &out.join("loss_curve.png"), &t.state().dir.outputs)?;
-    }
     let exported = t.export(out)?;
     let vals = t.validation()?;
     log_line(&mut metrics, t.state().step, &vals, &[("final", true.into())])?;
+    drop(metrics);
+    super::curves::write(out, T::CURVE, &t.state().dir.outputs)?;
     let val = vals.iter().find(|(k, _)| *k == T::VAL).map_or(f64::NAN, |(_, v)| *v);
     Ok(Summary { steps: t.state().step - start, images_per_s, val, exported })
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue-17 training runs, one after another, each resumed from its checkpoint when there is one
+# Issue-17 training runs (tokenizers, and AR models: configs with a [gpt] table), one after another, each resumed from its checkpoint when there is one
 # and skipped once finished (its metrics.jsonl has the final validation line). Safe to kill and
 # rerun at any time. `THREADS` (default 1) threads per run; `MERGEVQ` the binary.
 #   scripts/train-science.sh [config ...]   (default: the equal-token study, configs/science/fmnist_*.toml)
@@ -16,6 +16,9 @@ for cfg in "${configs[@]}"; do
   fi
   resume=()
   [ -f "$out/checkpoint.safetensors" ] && resume=(--resume)
-  echo "$cfg: training in $out ${resume[*]}"
-  RAYON_NUM_THREADS="${THREADS:-1}" "$bin" train-tokenizer --config "$cfg" "${resume[@]}"
+  # AR configs (a [gpt] table) train the generator, the others a tokenizer.
+  cmd=train-tokenizer
+  grep -q '^\[gpt\]' "$cfg" && cmd=train-ar
+  echo "$cfg: $cmd in $out ${resume[*]}"
+  RAYON_NUM_THREADS="${THREADS:-1}" "$bin" "$cmd" --config "$cfg" "${resume[@]}"
 done

@@ -198,6 +198,9 @@ fn eval_recon_unmerge_learned_and_source() {
     let (l, s) = (&learned["results"][0], &source["results"][0]);
     assert_eq!((l["side_bits"].as_u64(), s["side_bits"].as_u64()), (Some(0), Some(256)));
     assert_ne!(l["psnr"], s["psnr"], "the learned recovery and the source map decode alike");
+    // The recovery's placements are scored against the map's (a share), the map's are not.
+    let placed = l["placement"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&placed) && s["placement"].is_null(), "{placed}");
 
     let plain = tiny_tokenizer(&d, 0);
     let out = run(&[

@@ -106,6 +106,10 @@ pub struct ReconReport {
     /// Images the rFID is computed from (the first ones; 0 without rFID).
     #[serde(default)]
     pub fid_images: usize,
+    /// With the learned source recovery: the share of grid positions it gives the code the
+    /// encoder's source map gives them (what the decoder would have seen with the map).
+    #[serde(default)]
+    pub placement: Option<f64>,
     pub codebook_usage: f64,
     pub perplexity: f64,
 }
@@ -173,10 +177,19 @@ pub fn eval_recon(
         let (mut ps, mut ss, mut lp, mut count) = (0.0, 0.0, 0.0, 0usize);
         let mut feats = Vec::new();
         let mut codes = Vec::new();
+        let (mut placed, mut positions) = (0usize, 0usize);
         for (bi, b) in batches.iter().enumerate() {
             let x = tensor(b);
             let t = tok.encode(x.clone(), &plan)?;
             codes.extend_from_slice(&t.indices);
+            if let Some(rec) = &tok.recovery {
+                let got = rec.forward(crate::nn::map_to_tokens(t.quantized.clone())).group;
+                for (i, (g, want)) in got.iter().zip(&t.group).enumerate() {
+                    let code = &t.indices[i * k..(i + 1) * k];
+                    placed += g.iter().zip(want).filter(|(a, b)| code[**a] == code[**b]).count();
+                    positions += want.len();
+                }
+            }
             let rec = tok.decode(t.quantized, &t.group).clamp(-1.0, 1.0);
             if let Some(net) = lpips {
                 let d = crate::io::readback::scalar(net.forward(x.clone(), rec.clone()).sum());
@@ -222,6 +235,7 @@ pub fn eval_recon(
             lpips: lpips.map(|_| lp / c),
             rfid,
             fid_images: inception.map_or(0, |(_, m)| m),
+            placement: (positions > 0).then(|| placed as f64 / positions as f64),
             codebook_usage: usage,
             perplexity,
         });

@@ -218,6 +218,10 @@ fn print_table(reports: &[ReconReport]) {
             r.perplexity
         );
     }
+    for r in reports.iter().filter(|r| r.placement.is_some()) {
+        let p = r.placement.unwrap_or(0.0);
+        println!("K={}: the learned recovery gives {:.1} % of grid positions the source map's code", r.keep, 100.0 * p);
+    }
 }
 
 /// `mergevq eval-gen`.

@@ -2,7 +2,7 @@
 # Issue-17 evaluation of the equal-token study on the Fashion-MNIST test split: PSNR, SSIM, LPIPS and
 # codebook usage on all NUM images, rFID on the first FID_NUM (InceptionV3 on every 299² image is the
 # slow part on a CPU; FID_NUM=0 skips it), MergeVQ at K = 64, 36, 16 with the source map and with the
-# learned source recovery, the L = 16 and L = 64 grids; the last report draws all four on one
+# learned source recovery, MergeVQ trained without the recovery, the L = 16 and L = 64 grids; the last report draws all four on one
 # rate–distortion curve. Reports and plots go to OUT (default docs/results/fmnist).
 #   scripts/eval-science.sh            (after scripts/train-science.sh)
 set -euo pipefail
@@ -21,7 +21,9 @@ ev() {
 }
 ev fmnist_grid16 grid16 --label "grid 4x4"
 ev fmnist_grid64 grid64 --label "grid 8x8"
+ev fmnist_mergevq_map mergevq_map --keep 64,36,16 --label "MergeVQ without recovery training"
 ev fmnist_mergevq mergevq_learned --keep 64,36,16 --unmerge learned --label "MergeVQ, learned recovery"
 ev fmnist_mergevq mergevq_source --keep 64,36,16 --unmerge source --label "MergeVQ, source map" \
   --compare "MergeVQ, learned recovery=$out/mergevq_learned/report.json" \
+  --compare "MergeVQ without recovery training=$out/mergevq_map/report.json" \
   --compare "grid 4x4=$out/grid16/report.json" --compare "grid 8x8=$out/grid64/report.json"

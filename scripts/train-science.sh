@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="${MERGEVQ:-target/release/mergevq}"
 configs=("$@")
-[ ${#configs[@]} -gt 0 ] || configs=(configs/science/fmnist_mergevq.toml configs/science/fmnist_grid16.toml configs/science/fmnist_grid64.toml)
+[ ${#configs[@]} -gt 0 ] || configs=(configs/science/fmnist_mergevq.toml configs/science/fmnist_grid16.toml configs/science/fmnist_grid64.toml configs/science/fmnist_mergevq_map.toml)
 for cfg in "${configs[@]}"; do
   out="$(sed -n 's/^out_dir = "\(.*\)"/\1/p' "$cfg")"
   if grep -q '"final":true' "$out/metrics.jsonl" 2>/dev/null; then

@@ -102,7 +102,7 @@ fn evicting_cache_equals_the_sparse_mask() {
     let mut h = gpt.step(gpt.embed_prefix(&[1], Some(&[2])).unwrap(), &[0, 1], &mut cache);
     let mut policy = mergevq::ar::mergear::EvictionPolicy::new(window);
     for j in 0..16 {
-        let inc: Vec<f32> = gpt.decode_pre(h.clone()).into_data().convert::<f32>().try_into_vec().unwrap();
+        let inc: Vec<f32> = gpt.decode_pre(h.clone()).0.into_data().convert::<f32>().try_into_vec().unwrap();
         for (a, b) in inc.iter().zip(&full_pre[j * 8..(j + 1) * 8]) {
             assert!((a - b).abs() < 1e-4, "token {j}: {a} vs {b}");
         }

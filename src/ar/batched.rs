@@ -136,9 +136,10 @@ pub fn generate_batch(
                 })
                 .collect()
         };
-        let pre = pick(host_rows(gpt.decode_pre(h.clone())), &mut *rngs, &|c: i64| c & ((1 << a_bits) - 1));
+        let (logits, factor) = gpt.decode_pre(h.clone());
+        let pre = pick(host_rows(logits), &mut *rngs, &|c: i64| c & ((1 << a_bits) - 1));
         let pre_rows: Vec<i64> = pre.iter().flat_map(|&p| std::iter::repeat_n(p, rp)).collect();
-        let post = pick(host_rows(gpt.decode_post(h.clone(), &pre_rows)), &mut *rngs, &|c: i64| c >> a_bits);
+        let post = pick(host_rows(gpt.decode_post(factor, &pre_rows)), &mut *rngs, &|c: i64| c >> a_bits);
         let post_rows: Vec<i64> = post.iter().flat_map(|&p| std::iter::repeat_n(p, rp)).collect();
         for (i, img) in images.iter_mut().enumerate() {
             img.codes.push(pre[i] + (post[i] << a_bits));

@@ -4,7 +4,7 @@
 //! one after the other by small factorized blocks), a class token with a null class for CFG, and
 //! an optional merge-instruction token for MergeAR.
 pub use crate::ar::gpt_config::GptConfig;
-use crate::ar::kv_cache::KvCache;
+use crate::ar::kv_cache::{DenseKvCache, KvCache};
 use crate::io::{scope::Scope, weights::Init};
 use crate::nn::{attention, silu, Linear};
 use anyhow::{bail, Result};
@@ -287,27 +287,31 @@ impl Gpt {
         h.narrow(1, n - 1, 1).reshape([b, 1, d])
     }
 
-    /// Pre logits [B, 2^a] from a context h [B, 1, D].
-    pub fn decode_pre(&self, h: Tensor<3>) -> Tensor<2> {
+    /// Pre logits [B, 2^a] from a context h [B, 1, D], and the factorized blocks' keys and values
+    /// of that position for [`Self::decode_post`].
+    pub fn decode_pre(&self, h: Tensor<3>) -> (Tensor<2>, DenseKvCache) {
         let [b, _, d] = h.dims();
+        let mut cache = DenseKvCache::new(self.factorized_blocks.len(), b);
         let cs = self.factor_rope.rows(&[0], &h.device());
         let mut ctx = h;
-        for blk in &self.factorized_blocks {
-            ctx = blk.forward(ctx, &self.factor_rope, &cs, None, None);
+        for (i, blk) in self.factorized_blocks.iter().enumerate() {
+            ctx = blk.forward(ctx, &self.factor_rope, &cs, None, Some((&mut cache, i)));
         }
-        self.head[0].forward(self.norm.forward(ctx).reshape([b, d]))
+        (self.head[0].forward(self.norm.forward(ctx).reshape([b, d])), cache)
     }
 
-    /// Post logits [B, 2^b] from the context and the chosen pre parts.
-    pub fn decode_post(&self, h: Tensor<3>, pre: &[i64]) -> Tensor<2> {
-        let [b, _, d] = h.dims();
-        let mut ctx = Tensor::cat(vec![h, Self::embed(&self.pre_emb, pre, [b, 1])], 1);
-        let bias = causal_bias(2, &ctx.device());
-        let cs = self.factor_rope.rows(&[0, 1], &ctx.device());
-        for blk in &self.factorized_blocks {
-            ctx = blk.forward(ctx, &self.factor_rope, &cs, Some(bias.clone()), None);
+    /// Post logits [B, 2^b] given the chosen pre parts: their embedding at position 1 attends
+    /// to the context's keys and values that `decode_pre` left in `cache` (position 0 is not
+    /// run again).
+    pub fn decode_post(&self, mut cache: DenseKvCache, pre: &[i64]) -> Tensor<2> {
+        let b = pre.len();
+        let mut ctx = Self::embed(&self.pre_emb, pre, [b, 1]);
+        let d = ctx.dims()[2];
+        let cs = self.factor_rope.rows(&[1], &ctx.device());
+        for (i, blk) in self.factorized_blocks.iter().enumerate() {
+            ctx = blk.forward(ctx, &self.factor_rope, &cs, None, Some((&mut cache, i)));
         }
-        self.head[1].forward(self.norm.forward(ctx.narrow(1, 1, 1)).reshape([b, d]))
+        self.head[1].forward(self.norm.forward(ctx).reshape([b, d]))
     }
 
     pub fn embed_prefix(&self, labels: &[i64], merge: Option<&[i64]>) -> Result<Tensor<3>> {

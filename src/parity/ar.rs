@@ -47,9 +47,10 @@ impl Case {
                 let col = |v: &[i64]| (0..b).map(|i| v[i * t + n - 1]).collect::<Vec<_>>();
                 h = gpt.step(gpt.embed_token(&col(&pre), &col(&post)), &[n], &mut cache);
             }
-            kp.push(gpt.decode_pre(h.clone()).unsqueeze_dim::<3>(1));
+            let (logits, factor) = gpt.decode_pre(h.clone());
+            kp.push(logits.unsqueeze_dim::<3>(1));
             let cur: Vec<i64> = (0..b).map(|i| pre[i * t + n]).collect();
-            kq.push(gpt.decode_post(h.clone(), &cur).unsqueeze_dim::<3>(1));
+            kq.push(gpt.decode_post(factor, &cur).unsqueeze_dim::<3>(1));
         }
         Ok(vec![
             got("logits_pre".into(), l.pre, false),

@@ -144,7 +144,12 @@ impl EvalReconArgs {
         outs.write(&out.join("report.json"), Format::Json(RECON_REPORT), text.as_bytes())?;
         let bits = |r: &ReconReport| (r.code_bits + r.side_bits) as f64;
         let plot = |x: &str, y: &str, fx: &dyn Fn(&ReconReport) -> f64, fy: &dyn Fn(&ReconReport) -> Option<f64>| {
-            let series = |rs: &[ReconReport]| rs.iter().filter_map(|r| fy(r).map(|v| (fx(r), v))).collect::<Vec<_>>();
+            // Points in x order: the source map makes bits per image non-monotonic in K.
+            let series = |rs: &[ReconReport]| {
+                let mut p: Vec<(f64, f64)> = rs.iter().filter_map(|r| fy(r).map(|v| (fx(r), v))).collect();
+                p.sort_by(|a, b| a.0.total_cmp(&b.0));
+                p
+            };
             let mut p = LinePlot::new(x, y).with(&self.label, series(reports));
             for (name, rs) in compared {
                 p = p.with(name, series(rs));

@@ -123,8 +123,9 @@ fn inception_features(net: &InceptionV3, x: Tensor<4>) -> Vec<Vec<f32>> {
 }
 
 /// Reconstructs the first `n` images of `source` at every kept count in `keeps` (rFID, when
-/// `inception` is given with an image count, over that many first images: at least two); returns the reports and a grid
-/// image (inputs, then per K the reconstructions and merge maps of 8 images).
+/// `inception` is given with an image count, over that many first images: at least two);
+/// returns the reports and a grid image (inputs, then per K the reconstructions and merge maps
+/// of 8 images).
 #[allow(clippy::too_many_arguments)]
 pub fn eval_recon(
     tok: &Tokenizer,
@@ -182,15 +183,13 @@ pub fn eval_recon(
             let x = tensor(b);
             let t = tok.encode(x.clone(), &plan)?;
             codes.extend_from_slice(&t.indices);
-            if let Some(rec) = &tok.recovery {
-                let got = rec.forward(crate::nn::map_to_tokens(t.quantized.clone())).group;
-                for (i, (g, want)) in got.iter().zip(&t.group).enumerate() {
-                    let code = &t.indices[i * k..(i + 1) * k];
-                    placed += g.iter().zip(want).filter(|(a, b)| code[**a] == code[**b]).count();
-                    positions += want.len();
-                }
+            let (full, chosen) = tok.recover(t.quantized, &t.group);
+            for (i, (g, want)) in chosen.iter().flatten().zip(&t.group).enumerate() {
+                let code = &t.indices[i * k..(i + 1) * k];
+                placed += g.iter().zip(want).filter(|(a, b)| code[**a] == code[**b]).count();
+                positions += want.len();
             }
-            let rec = tok.decode(t.quantized, &t.group).clamp(-1.0, 1.0);
+            let rec = tok.decoder.forward(full).clamp(-1.0, 1.0);
             if let Some(net) = lpips {
                 let d = crate::io::readback::scalar(net.forward(x.clone(), rec.clone()).sum());
                 lp += d as f64;

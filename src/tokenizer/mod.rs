@@ -151,12 +151,21 @@ impl Tokenizer {
 
     /// [B, d, √K, √K] → [B, d, √L, √L] by the groups (or the learned recovery model).
     pub fn unmerge(&self, quantized: Tensor<4>, group: &[Vec<usize>]) -> Tensor<4> {
+        self.recover(quantized, group).0
+    }
+
+    /// [`Self::unmerge`], and with the learned recovery the kept token it gave each grid
+    /// position (None when the encoder's `group` placed them).
+    pub fn recover(&self, quantized: Tensor<4>, group: &[Vec<usize>]) -> (Tensor<4>, Option<Vec<Vec<usize>>>) {
         let tokens = map_to_tokens(quantized);
-        let full = match &self.recovery {
-            Some(rec) => rec.forward(tokens).full,
-            None => token_unmerge(tokens, group),
+        let (full, chosen) = match &self.recovery {
+            Some(rec) => {
+                let r = rec.forward(tokens);
+                (r.full, Some(r.group))
+            }
+            None => (token_unmerge(tokens, group), None),
         };
-        tokens_to_map(full)
+        (tokens_to_map(full), chosen)
     }
 
     /// Decodes full rasters of LFQ codes, L per image in row-major grid order (what the AR model

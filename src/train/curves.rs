@@ -30,11 +30,16 @@ pub fn series(metrics: &Path) -> Result<BTreeMap<String, BTreeMap<usize, f64>>> 
     Ok(out)
 }
 
+/// A series as plot points (step, value).
+fn points(s: &BTreeMap<usize, f64>) -> Vec<(f64, f64)> {
+    s.iter().map(|(&step, &v)| (step as f64, v)).collect()
+}
+
 /// Writes the run folder's plots for the training loss `loss_key`.
 pub fn write(dir: &Path, loss_key: &str, outputs: &Outputs) -> Result<()> {
     let all = series(&dir.join("metrics.jsonl"))?;
     if let Some(loss) = all.get(loss_key).filter(|s| s.len() > 1) {
-        let raw: Vec<(f64, f64)> = loss.iter().map(|(&s, &v)| (s as f64, v)).collect();
+        let raw = points(loss);
         let smooth: Vec<(f64, f64)> = (0..raw.len())
             .map(|i| {
                 let w = &raw[i.saturating_sub(WINDOW - 1)..=i];
@@ -47,9 +52,8 @@ pub fn write(dir: &Path, loss_key: &str, outputs: &Outputs) -> Result<()> {
             .render(640, 360)?;
         save_image(&plot, &dir.join("loss_curve.png"), outputs)?;
     }
-    for (key, points) in all.iter().filter(|(k, s)| k.starts_with("val_") && s.len() > 1) {
-        let points = points.iter().map(|(&s, &v)| (s as f64, v)).collect();
-        let plot = LinePlot::new("step", key).with(&format!("{key} (EMA weights)"), points).render(640, 360)?;
+    for (key, s) in all.iter().filter(|(k, s)| k.starts_with("val_") && s.len() > 1) {
+        let plot = LinePlot::new("step", key).with(&format!("{key} (EMA weights)"), points(s)).render(640, 360)?;
         save_image(&plot, &dir.join(format!("{key}.png")), outputs)?;
     }
     Ok(())

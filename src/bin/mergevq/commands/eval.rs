@@ -223,8 +223,7 @@ fn print_table(reports: &[ReconReport]) {
             r.perplexity
         );
     }
-    for r in reports.iter().filter(|r| r.placement.is_some()) {
-        let p = r.placement.unwrap_or(0.0);
+    for (r, p) in reports.iter().filter_map(|r| r.placement.map(|p| (r, p))) {
         println!("K={}: the learned recovery gives {:.1} % of grid positions the source map's code", r.keep, 100.0 * p);
     }
 }

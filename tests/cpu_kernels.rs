@@ -124,3 +124,50 @@ fn winograd_matches_the_direct_kernel() {
         assert!(err < 1e-4, "x {xd:?}: Winograd differs by {err:e}");
     }
 }
+
+/// Deterministic values in [-1, 1).
+fn fill(n: usize, seed: u32) -> Vec<f32> {
+    (0..n).map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0).collect()
+}
+
+/// y = x·Wᵀ in f64.
+fn linear_f64(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f64> {
+    (0..m * n).map(|i| (0..k).map(|j| x[i / n * k + j] as f64 * w[i % n * k + j] as f64).sum()).collect()
+}
+
+#[test]
+fn packed_linear_matches_f64_and_rows_do_not_depend_on_the_batch() {
+    use cpu::packed::PackedLinear;
+    // Widths around the 16-column panel and depths of odd lengths; row counts around the 6-row tile.
+    for (n, k) in [(1, 1), (15, 7), (16, 33), (37, 19), (70, 64)] {
+        let w = fill(n * k, 11);
+        let p = PackedLinear::new(&w, n, k);
+        assert_eq!(p.out_dim(), n);
+        let x = fill(13 * k, 5);
+        let all = p.forward(&x, 13);
+        let want = linear_f64(&x, &w, 13, n, k);
+        let err = all.iter().zip(&want).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
+        assert!(err < 1e-5 * k as f64, "n {n} k {k}: off by {err:e}");
+        // Every row alone, and in a run of 1..=7 rows starting anywhere, gives the same bits.
+        for m in 1..=7 {
+            for r0 in [0, 13 - m, 13 / 2 - m / 2] {
+                let part = p.forward(&x[r0 * k..(r0 + m) * k], m);
+                assert_eq!(part, all[r0 * n..(r0 + m) * n], "n {n} k {k}: rows {r0}..{} alone differ", r0 + m);
+            }
+        }
+    }
+}
+
+#[test]
+fn packed_linear_portable_path_gives_the_same_bits() {
+    use cpu::packed::PackedLinear;
+    let (m, n, k) = (9, 37, 29);
+    let (x, w) = (fill(m * k, 3), fill(n * k, 9));
+    let p = PackedLinear::new(&w, n, k);
+    let native = p.forward(&x, m);
+    // One fused multiply-add chain per element on both paths (see the `portable_path_…` test for the switch).
+    std::env::set_var("MERGEVQ_CPU", "portable");
+    let portable = p.forward(&x, m);
+    std::env::remove_var("MERGEVQ_CPU");
+    assert_eq!(native, portable);
+}

@@ -1,10 +1,13 @@
 //! Batched generation: B images in one forward per step, two sequences each with classifier-free
 //! guidance (cond, uncond), each image with its own class, merge instruction, kept count K and
 //! random stream, over one ragged KV cache where every sequence has its own length
-//! (`RaggedKvCache` in host memory on the CPU, `SlotKvCache` on GPUs). Batch 1, plain decoding (no window, or w ≥ L) and MergeAR all run this loop; a
+//! (`RaggedKvCache` in host memory on the CPU, stepped by the fused host decoder `HostGpt`;
+//! `SlotKvCache` and tensor ops on GPUs). Batch 1, plain decoding (no window, or w ≥ L) and MergeAR all run this loop; a
 //! sequence's tokens depend only on its image's request and stream, not on the batch.
 use crate::ar::gpt::Gpt;
-use crate::ar::kv_cache::RaggedCache;
+#[cfg(feature = "flex")]
+use crate::ar::host_step::{FactorCache, HostGpt};
+use crate::ar::kv_cache::{DenseKvCache, RaggedCache};
 use crate::ar::mergear::EvictionPolicy;
 use crate::ar::ragged_cache::RaggedKvCache;
 use crate::ar::sample::{sample_logits, Generated, SampleOpts};
@@ -13,6 +16,7 @@ use anyhow::{bail, Result};
 use burn::prelude::*;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use rayon::prelude::*;
 
 /// One image to generate.
 #[derive(Clone, Debug)]
@@ -92,6 +96,107 @@ fn check(gpt: &Gpt, reqs: &[Request], rngs: usize) -> Result<()> {
     Ok(())
 }
 
+/// The stages of one decoding step for a batch of sequences: the pre head, the post head given
+/// the chosen pre parts, then the sampled token fed through the spatial blocks over the cache.
+trait Decoder {
+    fn cache(&mut self) -> &mut dyn RaggedCache;
+    /// Pre logits per sequence from the last hidden state.
+    fn logits_pre(&mut self) -> Vec<Vec<f32>>;
+    /// Post logits per sequence given the chosen pre parts.
+    fn logits_post(&mut self, pre: &[i64]) -> Vec<Vec<f32>>;
+    /// Feeds one token per sequence at sequence position `pos`.
+    fn step(&mut self, pre: &[i64], post: &[i64], pos: usize);
+}
+
+/// Any backend: tensor ops over the ragged host cache (CPU) or device slots (GPUs).
+struct TensorDecoder<'a, C: RaggedCache> {
+    gpt: &'a Gpt,
+    cache: C,
+    h: Tensor<3>,
+    factor: Option<DenseKvCache>,
+}
+
+impl<C: RaggedCache> Decoder for TensorDecoder<'_, C> {
+    fn cache(&mut self) -> &mut dyn RaggedCache {
+        &mut self.cache
+    }
+
+    fn logits_pre(&mut self) -> Vec<Vec<f32>> {
+        let (logits, factor) = self.gpt.decode_pre(self.h.clone());
+        self.factor = Some(factor);
+        host_rows(logits)
+    }
+
+    fn logits_post(&mut self, pre: &[i64]) -> Vec<Vec<f32>> {
+        let factor = self.factor.take().expect("the pre logits come first");
+        host_rows(self.gpt.decode_post(factor, pre))
+    }
+
+    fn step(&mut self, pre: &[i64], post: &[i64], pos: usize) {
+        self.h = self.gpt.step(self.gpt.embed_token(pre, post), &[pos], &mut self.cache);
+    }
+}
+
+/// The CPU with f32 weights: the fused host step over the ragged cache.
+#[cfg(feature = "flex")]
+struct HostDecoder {
+    gpt: HostGpt,
+    cache: RaggedKvCache,
+    h: Vec<f32>,
+    factor: Option<FactorCache>,
+}
+
+#[cfg(feature = "flex")]
+impl Decoder for HostDecoder {
+    fn cache(&mut self) -> &mut dyn RaggedCache {
+        &mut self.cache
+    }
+
+    fn logits_pre(&mut self) -> Vec<Vec<f32>> {
+        let (logits, factor) = self.gpt.decode_pre(&self.h);
+        self.factor = Some(factor);
+        split_rows(logits, self.h.len() / self.gpt.dim())
+    }
+
+    fn logits_post(&mut self, pre: &[i64]) -> Vec<Vec<f32>> {
+        let factor = self.factor.take().expect("the pre logits come first");
+        split_rows(self.gpt.decode_post(&factor, pre), pre.len())
+    }
+
+    fn step(&mut self, pre: &[i64], post: &[i64], pos: usize) {
+        self.h = self.gpt.step(self.gpt.embed(pre, post), pos, &mut self.cache);
+    }
+}
+
+#[cfg(feature = "flex")]
+fn split_rows(v: Vec<f32>, rows: usize) -> Vec<Vec<f32>> {
+    let n = v.len() / rows.max(1);
+    v.chunks(n.max(1)).map(<[f32]>::to_vec).collect()
+}
+
+/// Runs the prefix (class and merge-instruction tokens) into a fresh cache with `caps[s]` slots
+/// for sequence s and returns the decoder for the tokens: the fused host step on the CPU with f32
+/// weights, tensor ops elsewhere.
+fn decoder<'a>(gpt: &'a Gpt, prefix: Tensor<3>, caps: &[usize]) -> Box<dyn Decoder + 'a> {
+    let cfg = &gpt.cfg;
+    let (layers, heads, hd) = (cfg.spatial_n_layer, cfg.n_head, cfg.dim / cfg.n_head);
+    let device = gpt.pre_emb.device();
+    let pos: Vec<usize> = (0..cfg.prefix()).collect();
+    if !crate::nn::fused::host_kernels(&device) {
+        let mut cache = SlotKvCache::new(layers, heads, hd, caps, &device);
+        let h = gpt.step(prefix, &pos, &mut cache);
+        return Box::new(TensorDecoder { gpt, cache, h, factor: None });
+    }
+    let mut cache = RaggedKvCache::new(layers, heads, hd, caps);
+    let h = gpt.step(prefix, &pos, &mut cache);
+    #[cfg(feature = "flex")]
+    if h.dtype() == burn::tensor::DType::F32 {
+        let h = crate::io::readback::floats(h);
+        return Box::new(HostDecoder { gpt: HostGpt::new(gpt), cache, h, factor: None });
+    }
+    Box::new(TensorDecoder { gpt, cache, h, factor: None })
+}
+
 /// Generates every request's image; `window` turns on MergeAR eviction (None keeps every
 /// entry); `rngs[i]` is image i's stream; `on_step(images)` runs after every token.
 pub fn generate_batch(
@@ -114,32 +219,26 @@ pub fn generate_batch(
     let labels = per_row(&|r: &Request, i: usize| if i == 0 { r.class as i64 } else { cfg.class_num as i64 });
     let merges = (cfg.merge_tokens > 0).then(|| per_row(&|r: &Request, _: usize| r.merge.unwrap_or(0) as i64));
     let caps: Vec<usize> = reqs.iter().flat_map(|r| std::iter::repeat_n(slots(np, l, r.keep, window), rp)).collect();
-    let (heads, d) = (cfg.n_head, cfg.dim);
-    let device = gpt.pre_emb.device();
-    let mut cache: Box<dyn RaggedCache> = if crate::nn::fused::host_kernels(&device) {
-        Box::new(RaggedKvCache::new(cfg.spatial_n_layer, heads, d / heads, &caps))
-    } else {
-        Box::new(SlotKvCache::new(cfg.spatial_n_layer, heads, d / heads, &caps, &device))
-    };
-    let prefix_pos: Vec<usize> = (0..np).collect();
-    let mut h = gpt.step(gpt.embed_prefix(&labels, merges.as_deref())?, &prefix_pos, cache.as_mut());
+    let prefix = gpt.embed_prefix(&labels, merges.as_deref())?;
+    let mut dec = decoder(gpt, prefix, &caps);
     let mut policies: Vec<Option<EvictionPolicy>> = reqs.iter().map(|_| window.map(EvictionPolicy::new)).collect();
     let mut images: Vec<Generated> =
         reqs.iter().map(|_| Generated { codes: Vec::with_capacity(l), peak_kv: np, kv_trace: Vec::new() }).collect();
     for j in 0..l {
         // Forced codes replace the samples but every head still runs (benchmarks time the whole step).
-        let pick = |logits: Vec<Vec<f32>>, rngs: &mut [StdRng], part: &dyn Fn(i64) -> i64| -> Vec<i64> {
-            (0..reqs.len())
-                .map(|i| {
-                    let s = sample_logits(&guided(&logits[i * rp..(i + 1) * rp], o.cfg), o, &mut rngs[i]) as i64;
+        // Images sample in parallel, each from its own stream.
+        let pick = |logits: Vec<Vec<f32>>, rngs: &mut [StdRng], part: &(dyn Fn(i64) -> i64 + Sync)| -> Vec<i64> {
+            rngs.par_iter_mut()
+                .enumerate()
+                .map(|(i, rng)| {
+                    let s = sample_logits(&guided(&logits[i * rp..(i + 1) * rp], o.cfg), o, rng) as i64;
                     reqs[i].forced.as_ref().map_or(s, |f| part(f[j]))
                 })
                 .collect()
         };
-        let (logits, factor) = gpt.decode_pre(h.clone());
-        let pre = pick(host_rows(logits), &mut *rngs, &|c: i64| c & ((1 << a_bits) - 1));
+        let pre = pick(dec.logits_pre(), &mut *rngs, &|c: i64| c & ((1 << a_bits) - 1));
         let pre_rows: Vec<i64> = pre.iter().flat_map(|&p| std::iter::repeat_n(p, rp)).collect();
-        let post = pick(host_rows(gpt.decode_post(factor, &pre_rows)), &mut *rngs, &|c: i64| c >> a_bits);
+        let post = pick(dec.logits_post(&pre_rows), &mut *rngs, &|c: i64| c >> a_bits);
         let post_rows: Vec<i64> = post.iter().flat_map(|&p| std::iter::repeat_n(p, rp)).collect();
         for (i, img) in images.iter_mut().enumerate() {
             img.codes.push(pre[i] + (post[i] << a_bits));
@@ -150,7 +249,7 @@ pub fn generate_batch(
         }
         // Entries that only token j's query still sees: dropped once it attended, before its
         // own entry is stored (the last fed token's entry is never stored).
-        let held = cache.lens();
+        let held = dec.cache().lens();
         let mut retired = vec![Vec::new(); reqs.len() * rp];
         for (i, p) in policies.iter_mut().enumerate() {
             if let Some(p) = p {
@@ -166,13 +265,13 @@ pub fn generate_batch(
                 }
             }
         }
-        cache.retire(&retired);
-        h = gpt.step(gpt.embed_token(&pre_rows, &post_rows), &[np + j], cache.as_mut());
-        let lens = cache.lens();
+        dec.cache().retire(&retired);
+        dec.step(&pre_rows, &post_rows, np + j);
+        let lens = dec.cache().lens();
         for (i, img) in images.iter_mut().enumerate() {
             img.kv_trace.push(lens[i * rp]);
             img.peak_kv = img.peak_kv.max(lens[i * rp]);
         }
     }
-    Ok(Batch { images, peak_kv_bytes: cache.peak_bytes() })
+    Ok(Batch { images, peak_kv_bytes: dec.cache().peak_bytes() })
 }

@@ -164,7 +164,7 @@ pub struct Gpt {
     #[module(skip)]
     pub rope: Rope,
     #[module(skip)]
-    factor_rope: Rope,
+    pub(crate) factor_rope: Rope,
 }
 
 /// Per-position logits of the two factors: [B, T, 2^a] and [B, T, 2^b].

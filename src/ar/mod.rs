@@ -3,6 +3,8 @@ pub mod batched;
 pub mod generator;
 pub mod gpt;
 pub mod gpt_config;
+#[cfg(feature = "flex")]
+pub mod host_step;
 pub mod kv_cache;
 pub mod mergear;
 pub mod ragged_attention;

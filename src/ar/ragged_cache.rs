@@ -60,6 +60,26 @@ impl RaggedKvCache {
         self.layers.first().map_or(Vec::new(), |l| l.iter().map(|s| s.k.len() / d).collect())
     }
 
+    /// One decoding step of `layer` on host rows q, k, v [S, H·hd] (one token per sequence):
+    /// attends each query to its sequence's held entries and its own, then stores the entry;
+    /// returns [S, H·hd].
+    pub fn attend_step(&mut self, layer: usize, q: &[f32], k: &[f32], v: &[f32]) -> Vec<f32> {
+        let d = self.heads * self.hd;
+        let held: Vec<Held> = self.layers[layer]
+            .iter()
+            .enumerate()
+            .map(|(s, seq)| Held {
+                k: &seq.k,
+                v: &seq.v,
+                len: seq.len,
+                next: Some((&k[s * d..(s + 1) * d], &v[s * d..(s + 1) * d])),
+            })
+            .collect();
+        let o = attend_one(q, &held, self.heads, self.hd);
+        self.store(layer, k, v, 1);
+        o
+    }
+
     /// Drops the retired entries of `layer` (once per `retire`), then writes the n entries of
     /// every sequence from kh, vh [S, H, n, hd] after those it holds (skipping retired ones).
     fn store(&mut self, layer: usize, kh: &[f32], vh: &[f32], n: usize) {
@@ -177,20 +197,7 @@ impl KvCache for RaggedKvCache {
             return attention(q, k, v, bias);
         }
         let device = q.device();
-        let (kh, vh) = (host(k), host(v));
-        let d = h * hd;
-        let held: Vec<Held> = self.layers[layer]
-            .iter()
-            .enumerate()
-            .map(|(s, seq)| Held {
-                k: &seq.k,
-                v: &seq.v,
-                len: seq.len,
-                next: Some((&kh[s * d..(s + 1) * d], &vh[s * d..(s + 1) * d])),
-            })
-            .collect();
-        let o = attend_one(&host(q), &held, h, hd);
-        self.store(layer, &kh, &vh, 1);
+        let o = self.attend_step(layer, &host(q), &host(k), &host(v));
         Tensor::from_data(TensorData::new(o, [s_count, h, 1, hd]), &device)
     }
 

@@ -6,6 +6,7 @@ pub mod conv;
 pub mod ext;
 pub mod gemm;
 pub mod im2col;
+pub mod packed;
 pub mod winograd;
 
 use burn::prelude::*;

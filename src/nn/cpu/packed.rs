@@ -1,0 +1,154 @@
+//! y = x·Wᵀ on the host for the few-row products of decoding (one row per sequence and step),
+//! with W packed once into panels of 16 output columns, k-major, so a step streams each weight
+//! once and reuses it from L1 for every row. Every output element is one fused multiply-add chain
+//! over k in order: a row's result does not depend on how many rows run with it, on the thread
+//! count, or on the instruction set (AVX2+FMA, or the portable `mul_add` path, which aarch64
+//! compiles to NEON and `MERGEVQ_CPU=portable` forces).
+use super::gemm::portable_forced;
+use rayon::prelude::*;
+
+/// Output columns per panel.
+const NR: usize = 16;
+/// Rows per register tile (12 accumulators of 8 lanes: more than two FMA pipes of latency 4 need).
+const MR: usize = 6;
+
+/// A weight [n, k] (PyTorch's [out, in]) in panels [n/16][k][16], zero-padded.
+#[derive(Clone, Debug)]
+pub struct PackedLinear {
+    panels: Vec<f32>,
+    n: usize,
+    k: usize,
+}
+
+impl PackedLinear {
+    /// Packs a row-major weight [n, k].
+    pub fn new(w: &[f32], n: usize, k: usize) -> Self {
+        assert_eq!(w.len(), n * k, "weight of {} values for [{n}, {k}]", w.len());
+        let mut panels = vec![0f32; n.div_ceil(NR) * k * NR];
+        for (j, row) in w.chunks_exact(k.max(1)).enumerate().take(n) {
+            let (p, c) = (j / NR, j % NR);
+            for (kk, &v) in row.iter().enumerate() {
+                panels[(p * k + kk) * NR + c] = v;
+            }
+        }
+        Self { panels, n, k }
+    }
+
+    /// Output width n.
+    pub fn out_dim(&self) -> usize {
+        self.n
+    }
+
+    /// y [m, n] = x [m, k]·Wᵀ.
+    pub fn forward(&self, x: &[f32], m: usize) -> Vec<f32> {
+        let (n, k) = (self.n, self.k);
+        assert_eq!(x.len(), m * k, "input of {} values for [{m}, {k}]", x.len());
+        let fma = !portable_forced() && fma_available();
+        // Panel-major [n/16][m][16], one task per panel, then rows gathered.
+        let mut tiles = vec![0f32; n.div_ceil(NR) * m * NR];
+        let row_tiles = m.div_ceil(MR);
+        tiles.par_chunks_mut((m * NR).max(1)).enumerate().for_each(|(p, out)| {
+            let w = &self.panels[p * k * NR..(p + 1) * k * NR];
+            // The next panel comes from memory while this one computes: a share before each
+            // row tile (the weights are read once per step, from DRAM when they outgrow L3).
+            let next = self.panels.get((p + 1) * k * NR..(p + 2) * k * NR);
+            for (t, (r, o)) in (0..m).step_by(MR).zip(out.chunks_mut(MR * NR)).enumerate() {
+                if let Some(next) = next {
+                    prefetch(&next[t * k / row_tiles * NR..(t + 1) * k / row_tiles * NR]);
+                }
+                tile(&x[r * k..], (m - r).min(MR), k, w, o, fma);
+            }
+        });
+        let mut y = vec![0f32; m * n];
+        for (p, t) in tiles.chunks(m * NR).enumerate() {
+            let cols = (n - p * NR).min(NR);
+            for (r, row) in y.chunks_mut(n).enumerate() {
+                row[p * NR..p * NR + cols].copy_from_slice(&t[r * NR..r * NR + cols]);
+            }
+        }
+        y
+    }
+}
+
+/// Asks for the cache lines of `v` (a hint: no effect on values).
+fn prefetch(v: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in v.chunks(16) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch never faults and reads nothing the program sees.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = v;
+}
+
+fn fma_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// out[r][0..16] = Σ_k x[r·k + kk]·w[kk][0..16] for `rows` ≤ MR rows.
+fn tile(x: &[f32], rows: usize, k: usize, w: &[f32], out: &mut [f32], fma: bool) {
+    macro_rules! run {
+        ($r:literal) => {{
+            #[cfg(target_arch = "x86_64")]
+            if fma {
+                // SAFETY: AVX2 and FMA were detected; the slices hold rows·k, k·16 and rows·16 values.
+                unsafe { tile_avx2::<$r>(x, k, w, out) };
+                return;
+            }
+            let _ = fma;
+            tile_portable::<$r>(x, k, w, out)
+        }};
+    }
+    match rows {
+        1 => run!(1),
+        2 => run!(2),
+        3 => run!(3),
+        4 => run!(4),
+        5 => run!(5),
+        _ => run!(6),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_avx2<const R: usize>(x: &[f32], k: usize, w: &[f32], out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    assert!(x.len() >= (R - 1) * k + k && w.len() >= k * NR && out.len() >= R * NR);
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    let (xp, wp) = (x.as_ptr(), w.as_ptr());
+    for kk in 0..k {
+        let w0 = _mm256_loadu_ps(wp.add(kk * NR));
+        let w1 = _mm256_loadu_ps(wp.add(kk * NR + 8));
+        for (r, a) in acc.iter_mut().enumerate() {
+            let xb = _mm256_set1_ps(*xp.add(r * k + kk));
+            a[0] = _mm256_fmadd_ps(xb, w0, a[0]);
+            a[1] = _mm256_fmadd_ps(xb, w1, a[1]);
+        }
+    }
+    for (r, a) in acc.iter().enumerate() {
+        _mm256_storeu_ps(out.as_mut_ptr().add(r * NR), a[0]);
+        _mm256_storeu_ps(out.as_mut_ptr().add(r * NR + 8), a[1]);
+    }
+}
+
+/// The same chains with `mul_add` (one rounding per step, as the FMA instruction).
+fn tile_portable<const R: usize>(x: &[f32], k: usize, w: &[f32], out: &mut [f32]) {
+    let mut acc = [[0f32; NR]; R];
+    for (kk, wk) in w.chunks_exact(NR).take(k).enumerate() {
+        for (r, a) in acc.iter_mut().enumerate() {
+            let xv = x[r * k + kk];
+            a.iter_mut().zip(wk).for_each(|(a, &w)| *a = xv.mul_add(w, *a));
+        }
+    }
+    for (r, a) in acc.iter().enumerate() {
+        out[r * NR..(r + 1) * NR].copy_from_slice(a);
+    }
+}

@@ -614,7 +614,7 @@ def gpt_b_size(ref):
     return p["dim"], p["spatial_n_layer"], p["n_head"]
 
 
-def bench_ar(ctx, ref, only, emit, batch=1, cfg=1.0, lengths=(256, 1024), models=("ar",)):
+def bench_ar(ctx, ref, only, emit, batch=1, cfg=1.0, lengths=(256, 1024), models=("ar",), steps=0):
     """ar[.gpt_b].L{L}.b{B}[.cfg].plain: the reference's own sampler
     (taming/modules/transformer/gpt.py sample()) on its GPT (LlamaGen style: RMSNorm, SwiGLU,
     2-D RoPE, class token) with 2 factorized (intra-token) layers, token_factorization with
@@ -631,7 +631,10 @@ def bench_ar(ctx, ref, only, emit, batch=1, cfg=1.0, lengths=(256, 1024), models
     the reference's own default 1.0 does not run (sample() sizes its KV caches for 2B rows
     whenever cfg_scale[0] >= 1.0 but only doubles the input when > 1.0, so the
     `.view(bsz, seqlen, dim)` fails); any scale < 1 takes the plain path. The authors' sampler
-    has no MergeAR decoding, so there is no .mergear record."""
+    has no MergeAR decoding, so there is no .mergear record.
+    steps > 0 times only the first `steps` tokens of the L (record field "steps"): sample()
+    then sizes its caches and masks for prefix + steps, so every step attends over fewer slots
+    than at full length -- the per_s it gives is an upper bound of the full run's."""
     from taming.modules.transformer.gpt import GPT, sample
     tag = ".cfg" if cfg != 1.0 else ""
     for model in models:
@@ -653,20 +656,21 @@ def bench_ar(ctx, ref, only, emit, batch=1, cfg=1.0, lengths=(256, 1024), models
                 else:
                     x, scale = cond, [0.0, 0.0]
                 out = {}
+                n_steps = steps if 0 < steps < L else L
 
                 def run():
                     torch.manual_seed(1)
-                    pre, post = sample(x, gpt, steps=L, temperature=[1.0, 1.0], top_k=[0, 0],
+                    pre, post = sample(x, gpt, steps=n_steps, temperature=[1.0, 1.0], top_k=[0, 0],
                                        top_p=[1.0, 1.0], token_factorization=True, cfg_scale=scale)
                     out["shape"] = (tuple(pre.shape), tuple(post.shape))
 
                 with torch.no_grad():
                     r = ctx.time(run)
-                assert out["shape"] == ((batch, L), (batch, L)), out["shape"]
+                assert out["shape"] == ((batch, n_steps), (batch, n_steps)), out["shape"]
                 kv = sum(b.attention.kv_cache.k_cache.numel() * b.attention.kv_cache.k_cache.element_size() * 2
                          for b in gpt.spatial_blocks)
-                emit({"bench": name, **r, "per_s": batch * L / r["median_s"],
-                      "tokens_per_s": batch * L / r["median_s"], "peak_kv_mib": kv / 2 ** 20, "cfg": cfg,
+                emit({"bench": name, **r, "per_s": batch * n_steps / r["median_s"],
+                      "tokens_per_s": batch * n_steps / r["median_s"], "steps": n_steps, "peak_kv_mib": kv / 2 ** 20, "cfg": cfg,
                       "batch": batch, "params_M": round(sum(p.numel() for p in gpt.parameters()) / 1e6, 2)})
                 del gpt
             except Exception as e:
@@ -712,6 +716,8 @@ def main():
     ap.add_argument("--ar-cfg", type=float, default=1.0, help="AR: guidance scale (1: none)")
     ap.add_argument("--ar-lengths", default="256,1024", help="AR: comma-separated L")
     ap.add_argument("--ar-models", default="ar", help="AR: comma-separated of ar, ar.gpt_b")
+    ap.add_argument("--ar-steps", type=int, default=0,
+                    help="AR: time only the first N tokens of each L (0: all; see bench_ar)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--slow-s", type=float, default=60.0,
                     help="warm-up longer than this -> 3 timed runs")
@@ -766,7 +772,7 @@ def main():
     bench_lfq(ctx, only, emit)
     bench_train_step(ctx, args.ref, only, emit)
     bench_ar(ctx, args.ref, only, emit, args.ar_batch, args.ar_cfg,
-             [int(x) for x in args.ar_lengths.split(",")], args.ar_models.split(","))
+             [int(x) for x in args.ar_lengths.split(",")], args.ar_models.split(","), args.ar_steps)
     bench_tokenizer(ctx, args.ref, only, emit)
     doc["total_s"] = time.time() - t0
     if args.json:

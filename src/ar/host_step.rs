@@ -11,6 +11,7 @@ use crate::io::readback::floats;
 use crate::nn::cpu::packed::PackedLinear;
 use crate::nn::fused::exp;
 use crate::nn::Linear;
+use rayon::prelude::*;
 
 fn packed(l: &Linear) -> PackedLinear {
     let [n, k] = l.weight.dims();
@@ -99,10 +100,10 @@ impl HostBlock {
         let ab = self.w13.forward(&rms_norm(x, &self.ffn_norm), s);
         let hidden = self.w13.out_dim() / 2;
         let mut g = vec![0f32; s * hidden];
-        for (gr, r) in g.chunks_exact_mut(hidden).zip(ab.chunks_exact(2 * hidden)) {
+        g.par_chunks_exact_mut(hidden).zip(ab.par_chunks_exact(2 * hidden)).for_each(|(gr, r)| {
             let (a, b) = r.split_at(hidden);
             gr.iter_mut().zip(a).zip(b).for_each(|((g, &a), &b)| *g = a / (1.0 + exp(-a)) * b);
-        }
+        });
         add(x, &self.w2.forward(&g, s));
     }
 }

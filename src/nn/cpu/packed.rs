@@ -4,6 +4,7 @@
 //! over k in order: a row's result does not depend on how many rows run with it, on the thread
 //! count, or on the instruction set (AVX2+FMA, or the portable `mul_add` path, which aarch64
 //! compiles to NEON and `MERGEVQ_CPU=portable` forces).
+use super::conv::SendPtr;
 use super::gemm::portable_forced;
 use rayon::prelude::*;
 
@@ -44,42 +45,24 @@ impl PackedLinear {
         let (n, k) = (self.n, self.k);
         assert_eq!(x.len(), m * k, "input of {} values for [{m}, {k}]", x.len());
         let fma = !portable_forced() && fma_available();
-        // Panel-major [n/16][m][16], one task per panel, then rows gathered.
-        let mut tiles = vec![0f32; n.div_ceil(NR) * m * NR];
-        let row_tiles = m.div_ceil(MR);
-        tiles.par_chunks_mut((m * NR).max(1)).enumerate().for_each(|(p, out)| {
+        let mut y = vec![0f32; m * n];
+        let yp = SendPtr(y.as_mut_ptr());
+        // One task per panel: its 16 columns of every row, a register tile of rows at a time.
+        (0..n.div_ceil(NR)).into_par_iter().for_each(|p| {
             let w = &self.panels[p * k * NR..(p + 1) * k * NR];
-            // The next panel comes from memory while this one computes: a share before each
-            // row tile (the weights are read once per step, from DRAM when they outgrow L3).
-            let next = self.panels.get((p + 1) * k * NR..(p + 2) * k * NR);
-            for (t, (r, o)) in (0..m).step_by(MR).zip(out.chunks_mut(MR * NR)).enumerate() {
-                if let Some(next) = next {
-                    prefetch(&next[t * k / row_tiles * NR..(t + 1) * k / row_tiles * NR]);
+            let cols = (n - p * NR).min(NR);
+            let mut acc = [0f32; MR * NR];
+            for r in (0..m).step_by(MR) {
+                let rows = (m - r).min(MR);
+                tile(&x[r * k..], rows, k, w, &mut acc, fma);
+                for (i, a) in acc.chunks_exact(NR).take(rows).enumerate() {
+                    // SAFETY: only panel p writes columns p·16..p·16 + cols of y's rows, all inside y.
+                    unsafe { std::ptr::copy_nonoverlapping(a.as_ptr(), yp.get().add((r + i) * n + p * NR), cols) };
                 }
-                tile(&x[r * k..], (m - r).min(MR), k, w, o, fma);
             }
         });
-        let mut y = vec![0f32; m * n];
-        for (p, t) in tiles.chunks(m * NR).enumerate() {
-            let cols = (n - p * NR).min(NR);
-            for (r, row) in y.chunks_mut(n).enumerate() {
-                row[p * NR..p * NR + cols].copy_from_slice(&t[r * NR..r * NR + cols]);
-            }
-        }
         y
     }
-}
-
-/// Asks for the cache lines of `v` (a hint: no effect on values).
-fn prefetch(v: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    for line in v.chunks(16) {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        // SAFETY: a prefetch never faults and reads nothing the program sees.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = v;
 }
 
 fn fma_available() -> bool {

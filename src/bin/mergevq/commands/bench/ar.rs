@@ -5,7 +5,6 @@
 //! `ar[.model].L{L}.b{B}[.cfg].{plain|mergear}` with tokens/s over all images (`per_s`), the
 //! bytes the KV caches allocated (`peak_kv_mib`) and the guidance scale (`cfg`).
 use super::group_maps::photo_codes;
-use super::measure::time;
 use super::{Common, Record};
 use anyhow::Result;
 use mergevq::ar::batched::{generate_batch, image_rng, slots, Request};
@@ -14,6 +13,7 @@ use mergevq::ar::sample::SampleOpts;
 use mergevq::io::weights::Weights;
 use mergevq::validate::{float_in, int_in, square_in, FloatRange};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// The size of the random GPT.
 #[derive(clap::Args, Clone)]
@@ -130,7 +130,7 @@ pub fn ar(r: &ArRun) -> Result<Vec<Record>> {
     let guided = r.cfg != 1.0;
     let rows = if guided { "2 sequences (CFG)" } else { "1 sequence" };
     println!(
-        "AR decoding: dim {dim}, {layers} layers, {heads} heads, 18-bit codes (6+12), batch {} images × {rows}, window {}, median of {}",
+        "AR decoding: dim {dim}, {layers} layers, {heads} heads, 18-bit codes (6+12), batch {} images × {rows}, window {}, median of {} (plain and MergeAR alternately)",
         r.batch, r.window, r.runs
     );
     for &l in r.lengths {
@@ -145,30 +145,40 @@ pub fn ar(r: &ArRun) -> Result<Vec<Record>> {
             "{:>6} {:>6} {:>10} {:>12} {:>14} {:>16} {:>8}",
             "L", "K", "mode", "tokens/s", "peak entries", "KV allocated MiB", "speedup"
         );
-        let mut base = None;
-        for (mode, window) in [("plain", None), ("mergear", Some(r.window))] {
-            let reqs: Vec<Request> =
-                codes.iter().map(|c| Request { class: 1, merge: Some(0), keep: k, forced: Some(c.clone()) }).collect();
-            let opts = SampleOpts { cfg: r.cfg, ..Default::default() };
-            let (mut peak_bytes, mut peak_entries) = (0, 0);
-            let times = time(r.runs, || {
+        let reqs: Vec<Request> =
+            codes.iter().map(|c| Request { class: 1, merge: Some(0), keep: k, forced: Some(c.clone()) }).collect();
+        let opts = SampleOpts { cfg: r.cfg, ..Default::default() };
+        let modes = [("plain", None), ("mergear", Some(r.window))];
+        // One warm-up of each, then plain and MergeAR alternately, so that drifts of the
+        // machine's speed fall on both.
+        let mut times = [Vec::new(), Vec::new()];
+        let (mut peak_bytes, mut peak_entries) = ([0; 2], [0; 2]);
+        for run in 0..=r.runs {
+            for (m, &(_, window)) in modes.iter().enumerate() {
                 let mut rngs: Vec<_> = (0..r.batch as u64).map(|i| image_rng(0, i)).collect();
+                let t0 = Instant::now();
                 let b = generate_batch(&gpt, &reqs, window, &opts, &mut rngs, |_| {})?;
-                peak_bytes = b.peak_kv_bytes;
-                peak_entries = b.images.iter().map(|g| g.peak_kv).max().unwrap_or(0);
-                Ok(())
-            })?;
+                if run > 0 {
+                    times[m].push(t0.elapsed().as_secs_f64());
+                }
+                peak_bytes[m] = b.peak_kv_bytes;
+                peak_entries[m] = b.images.iter().map(|g| g.peak_kv).max().unwrap_or(0);
+            }
+        }
+        let mut base = None;
+        for (m, (mode, window)) in modes.into_iter().enumerate() {
             let tag = if guided { ".cfg" } else { "" };
-            let mut rec = Record::new(format!("{}.L{l}.b{}{tag}.{mode}", r.model.tag(), r.batch), times);
+            let mut rec = Record::new(format!("{}.L{l}.b{}{tag}.{mode}", r.model.tag(), r.batch), times[m].clone());
             let tps = (r.batch * l) as f64 / rec.median_s;
-            let mib = peak_bytes as f64 / (1024.0 * 1024.0);
+            let mib = peak_bytes[m] as f64 / (1024.0 * 1024.0);
             rec.per_s = Some(tps);
             rec.peak_kv_mib = Some(mib);
             rec.cfg = Some(r.cfg);
             let per_seq = slots(gpt.cfg.prefix(), l, k, window);
-            rec.note = format!("L={l} K={k} w={} slots/sequence {per_seq}, peak entries {peak_entries}", r.window);
+            let entries = peak_entries[m];
+            rec.note = format!("L={l} K={k} w={} slots/sequence {per_seq}, peak entries {entries}", r.window);
             let b = *base.get_or_insert(tps);
-            println!("{l:>6} {k:>6} {mode:>10} {tps:>12.1} {peak_entries:>14} {mib:>16.2} {:>7.2}x", tps / b);
+            println!("{l:>6} {k:>6} {mode:>10} {tps:>12.1} {entries:>14} {mib:>16.2} {:>7.2}x", tps / b);
             out.push(rec);
         }
     }

@@ -11,7 +11,6 @@ use crate::io::readback::floats;
 use crate::nn::cpu::packed::PackedLinear;
 use crate::nn::fused::exp;
 use crate::nn::Linear;
-use rayon::prelude::*;
 
 fn packed(l: &Linear) -> PackedLinear {
     let [n, k] = l.weight.dims();
@@ -66,13 +65,18 @@ struct HostBlock {
     /// [w1; w3]: one product gives both halves of SwiGLU.
     w13: PackedLinear,
     w2: PackedLinear,
+    /// The v rows of wqkv alone, for a position whose rotation zeroes q and k (factorized blocks).
+    wv: Option<PackedLinear>,
 }
 
 impl HostBlock {
-    fn new(b: &Block) -> Self {
+    /// `context`: also pack wqkv's v rows for [`Self::forward_context`].
+    fn new(b: &Block, context: bool) -> Self {
         let [hidden, d] = b.w1.weight.dims();
         let w13 = [floats(b.w1.weight.val()), floats(b.w3.weight.val())].concat();
+        let wv = context.then(|| PackedLinear::new(&floats(b.attention.wqkv.weight.val())[2 * d * d..], d, d));
         Self {
+            wv,
             attn_norm: norm_weight(&b.attention_norm),
             wqkv: packed(&b.attention.wqkv),
             wo: packed(&b.attention.wo),
@@ -97,13 +101,32 @@ impl HostBlock {
         rotate(&mut q, rope, row);
         rotate(&mut k, rope, row);
         add(x, &self.wo.forward(&attend(&q, &k, &v), s));
+        self.feed_forward(x, s);
+    }
+
+    /// The block at a position whose rotation is zero (the factorized context position, as the
+    /// reference's class rows): q = k = 0, and the position sees only itself, so the attention
+    /// output is v (softmax over one entry is exactly 1) and only wqkv's v rows are computed.
+    /// Returns the entry (k, v) it leaves for later positions.
+    fn forward_context(&self, x: &mut [f32]) -> (Vec<f32>, Vec<f32>) {
+        let d = self.attn_norm.len();
+        let s = x.len() / d;
+        let wv = self.wv.as_ref().expect("a factorized block packs its v rows");
+        let v = wv.forward(&rms_norm(x, &self.attn_norm), s);
+        add(x, &self.wo.forward(&v, s));
+        self.feed_forward(x, s);
+        (vec![0.0; s * d], v)
+    }
+
+    /// x ← x + w2(SiLU(w1 x̂) · w3 x̂), x̂ = RMSNorm(x).
+    fn feed_forward(&self, x: &mut [f32], s: usize) {
         let ab = self.w13.forward(&rms_norm(x, &self.ffn_norm), s);
         let hidden = self.w13.out_dim() / 2;
         let mut g = vec![0f32; s * hidden];
-        g.par_chunks_exact_mut(hidden).zip(ab.par_chunks_exact(2 * hidden)).for_each(|(gr, r)| {
+        for (gr, r) in g.chunks_exact_mut(hidden).zip(ab.chunks_exact(2 * hidden)) {
             let (a, b) = r.split_at(hidden);
             gr.iter_mut().zip(a).zip(b).for_each(|((g, &a), &b)| *g = a / (1.0 + exp(-a)) * b);
-        });
+        }
         add(x, &self.w2.forward(&g, s));
     }
 }
@@ -126,9 +149,14 @@ pub struct HostGpt {
 
 impl HostGpt {
     pub fn new(gpt: &Gpt) -> Self {
+        let zero = |t: &[f32]| t[..gpt.factor_rope.half].iter().all(|&c| c == 0.0);
+        assert!(
+            zero(&gpt.factor_rope.cos) && zero(&gpt.factor_rope.sin),
+            "the factorized context position is unrotated (q, k zeroed)"
+        );
         Self {
-            spatial: gpt.spatial_blocks.iter().map(HostBlock::new).collect(),
-            factorized: gpt.factorized_blocks.iter().map(HostBlock::new).collect(),
+            spatial: gpt.spatial_blocks.iter().map(|b| HostBlock::new(b, false)).collect(),
+            factorized: gpt.factorized_blocks.iter().map(|b| HostBlock::new(b, true)).collect(),
             norm: norm_weight(&gpt.norm),
             head: [packed(&gpt.head[0]), packed(&gpt.head[1])],
             pre_emb: floats(gpt.pre_emb.val()),
@@ -176,14 +204,7 @@ impl HostGpt {
     /// factorized blocks' keys and values of that position.
     pub fn decode_pre(&self, h: &[f32]) -> (Vec<f32>, FactorCache) {
         let mut ctx = h.to_vec();
-        let mut kv = Vec::with_capacity(self.factorized.len());
-        for blk in &self.factorized {
-            // One entry: its softmax weight is exactly 1, so the output is its value.
-            blk.forward(&mut ctx, &self.factor_rope, 0, |_, k, v| {
-                kv.push((k.to_vec(), v.to_vec()));
-                v.to_vec()
-            });
-        }
+        let kv = self.factorized.iter().map(|blk| blk.forward_context(&mut ctx)).collect();
         (self.logits(0, ctx), FactorCache(kv))
     }
 

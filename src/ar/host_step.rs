@@ -74,11 +74,11 @@ impl HostBlock {
     fn new(b: &Block, context: bool) -> Self {
         let [hidden, d] = b.w1.weight.dims();
         let w13 = [floats(b.w1.weight.val()), floats(b.w3.weight.val())].concat();
-        let wv = context.then(|| PackedLinear::new(&floats(b.attention.wqkv.weight.val())[2 * d * d..], d, d));
+        let wqkv = floats(b.attention.wqkv.weight.val());
         Self {
-            wv,
+            wv: context.then(|| PackedLinear::new(&wqkv[2 * d * d..], d, d)),
             attn_norm: norm_weight(&b.attention_norm),
-            wqkv: packed(&b.attention.wqkv),
+            wqkv: PackedLinear::new(&wqkv, 3 * d, d),
             wo: packed(&b.attention.wo),
             ffn_norm: norm_weight(&b.ffn_norm),
             w13: PackedLinear::new(&w13, 2 * hidden, d),

@@ -18,36 +18,8 @@ impl Case {
                 failures.push(format!("{want_name}: not produced"));
             }
             for g in all {
-                let name = &g.name;
-                let want = &self.tensors[*key];
-                let (ws, gs) = (shape_of(want), shape_of(&g.value));
-                if ws != gs {
-                    failures.push(format!("{name}: shape {gs:?}, want {ws:?}"));
-                    continue;
-                }
-                let (wv, gv) = (values(want), values(&g.value));
-                let exact = g.exact || matches!(want, TypedTensor::I64 { .. });
-                let mut bad = 0;
-                for (w, v) in wv.iter().zip(&gv) {
-                    let err = (w - v).abs();
-                    let allowed = if exact { 0.0 } else { self.atol + self.rtol * w.abs() };
-                    let ratio = if allowed > 0.0 {
-                        err / allowed
-                    } else if err > 0.0 {
-                        f64::INFINITY
-                    } else {
-                        0.0
-                    };
-                    if !within(err, allowed) {
-                        bad += 1;
-                    }
-                    max_abs = max_abs.max(err);
-                    if ratio > worst.0 || worst.1.is_empty() {
-                        worst = (ratio, name.to_string());
-                    }
-                }
-                if bad > 0 {
-                    failures.push(format!("{name}: {bad} of {} values out of tolerance", wv.len()));
+                if let Err(f) = self.check(&self.tensors[*key], g, &mut max_abs, &mut worst) {
+                    failures.push(f);
                 }
             }
         }
@@ -58,6 +30,44 @@ impl Case {
             worst: worst.1,
             failures,
         }
+    }
+}
+
+impl Case {
+    /// One output against its recorded value: the shape, then every value within the tolerance
+    /// (exactly for `exact` outputs and integers); tracks the largest error and the output with
+    /// the largest error relative to its tolerance.
+    fn check(&self, want: &TypedTensor, g: &Got, max_abs: &mut f64, worst: &mut (f64, String)) -> Result<(), String> {
+        let name = &g.name;
+        let (ws, gs) = (shape_of(want), shape_of(&g.value));
+        if ws != gs {
+            return Err(format!("{name}: shape {gs:?}, want {ws:?}"));
+        }
+        let (wv, gv) = (values(want), values(&g.value));
+        let exact = g.exact || matches!(want, TypedTensor::I64 { .. });
+        let mut bad = 0;
+        for (w, v) in wv.iter().zip(&gv) {
+            let err = (w - v).abs();
+            let allowed = if exact { 0.0 } else { self.atol + self.rtol * w.abs() };
+            let ratio = if allowed > 0.0 {
+                err / allowed
+            } else if err > 0.0 {
+                f64::INFINITY
+            } else {
+                0.0
+            };
+            if !within(err, allowed) {
+                bad += 1;
+            }
+            *max_abs = max_abs.max(err);
+            if ratio > worst.0 || worst.1.is_empty() {
+                *worst = (ratio, name.to_string());
+            }
+        }
+        if bad > 0 {
+            return Err(format!("{name}: {bad} of {} values out of tolerance", wv.len()));
+        }
+        Ok(())
     }
 }
 

@@ -37,11 +37,9 @@ fn detected() -> CpuLevel {
     *LEVEL.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         {
-            if is_x86_feature_detected!("avx512f") {
-                return CpuLevel::Avx512;
-            }
+            // Both x86 levels include AVX2 and FMA (the packed decoding kernel needs them).
             if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                return CpuLevel::Avx2;
+                return if is_x86_feature_detected!("avx512f") { CpuLevel::Avx512 } else { CpuLevel::Avx2 };
             }
         }
         #[cfg(target_arch = "aarch64")]

@@ -5,7 +5,7 @@
 //! count, or on the instruction set (AVX2+FMA, or the portable `mul_add` path, which aarch64
 //! compiles to NEON and `MERGEVQ_CPU=portable` forces).
 use super::conv::SendPtr;
-use super::gemm::portable_forced;
+use super::gemm::{level, CpuLevel};
 use rayon::prelude::*;
 
 /// Output columns per panel.
@@ -44,7 +44,7 @@ impl PackedLinear {
     pub fn forward(&self, x: &[f32], m: usize) -> Vec<f32> {
         let (n, k) = (self.n, self.k);
         assert_eq!(x.len(), m * k, "input of {} values for [{m}, {k}]", x.len());
-        let fma = !portable_forced() && fma_available();
+        let fma = matches!(level(), CpuLevel::Avx2 | CpuLevel::Avx512);
         let mut y = vec![0f32; m * n];
         let yp = SendPtr(y.as_mut_ptr());
         // One task per panel: its 16 columns of every row, a register tile of rows at a time.
@@ -62,17 +62,6 @@ impl PackedLinear {
             }
         });
         y
-    }
-}
-
-fn fma_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
     }
 }
 

@@ -50,6 +50,24 @@ fn batched_equals_one_at_a_time() {
 }
 
 #[test]
+fn thread_count_does_not_change_the_tokens() {
+    // The host step's team takes the pool's size: 1, 2 and 3 threads split rows, panels and
+    // sequences differently, and every sequence still gets the same bits.
+    let gpt = model(3, 36);
+    let reqs = requests();
+    let o = SampleOpts { temperature: 1.0, top_k: 0, top_p: 1.0, cfg: 1.5 };
+    let run = |threads: usize, window: Option<usize>| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| codes(&gpt, &reqs, window, &o, 5, 0))
+    };
+    for window in [Some(2), None] {
+        let one = run(1, window);
+        assert_eq!(run(2, window), one, "window {window:?}");
+        assert_eq!(run(3, window), one, "window {window:?}");
+    }
+}
+
+#[test]
 fn mergear_with_a_window_of_l_is_plain_decoding() {
     let gpt = model(3, 25);
     let reqs = requests();

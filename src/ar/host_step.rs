@@ -3,12 +3,15 @@
 //! qkv product, 2-D RoPE, single-query attention over the ragged cache in place, the output
 //! product and residual, RMSNorm, one product for w1 and w3 together, SwiGLU, w2 and residual —
 //! on plain slices instead of ~40 tensor ops per block. The factorized stage and both heads run
-//! the same way. Nothing sums across rows, so a sequence's values do not depend on its batch.
+//! the same way. A [`Team`] runs each pass: its threads split every phase (rows, panels or
+//! sequences) and meet at a barrier between phases, one wake-up per pass. Nothing sums across
+//! rows, so a sequence's values do not depend on its batch or on the thread count.
 use crate::ar::gpt::{Block, Gpt, RmsNorm, Rope};
-use crate::ar::ragged_attention::{attend_one, Held};
+use crate::ar::ragged_attention::{attend_sequence, Held};
 use crate::ar::ragged_cache::RaggedKvCache;
 use crate::io::readback::floats;
 use crate::nn::cpu::packed::PackedLinear;
+use crate::nn::cpu::team::{Member, Shared, Team};
 use crate::nn::fused::exp;
 use crate::nn::Linear;
 
@@ -21,16 +24,30 @@ fn norm_weight(n: &RmsNorm) -> Vec<f32> {
     floats(n.weight.val())
 }
 
-/// RMSNorm of each row of x [S, D]: x / √(mean(x²) + 1e-5) · w.
-fn rms_norm(x: &[f32], w: &[f32]) -> Vec<f32> {
+/// y = x / √(mean(x²) + 1e-5) · w for this member's rows of x [S, D]; then syncs.
+///
+/// # Safety
+/// Nobody writes x meanwhile, nobody else the same rows of y.
+unsafe fn rms_norm(m: &Member, x: Shared, y: Shared, w: &[f32]) {
     let d = w.len();
-    let mut y = vec![0f32; x.len()];
-    for (yr, xr) in y.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
+    let xs = x.read();
+    for r in m.share(x.len() / d) {
+        let xr = &xs[r * d..(r + 1) * d];
         let ms = xr.iter().map(|v| v * v).sum::<f32>() / d as f32;
         let inv = 1.0 / (ms + 1e-5).sqrt();
-        yr.iter_mut().zip(xr).zip(w).for_each(|((y, x), w)| *y = x * inv * w);
+        y.part(r * d..(r + 1) * d).iter_mut().zip(xr).zip(w).for_each(|((y, x), w)| *y = x * inv * w);
     }
-    y
+    m.sync();
+}
+
+/// y (=|+=) x·Wᵀ on this member's panels; then syncs.
+///
+/// # Safety
+/// Nobody writes x meanwhile, nobody else y.
+unsafe fn product(m: &Member, w: &PackedLinear, x: Shared, y: Shared, add: bool) {
+    let rows = y.len() / w.out_dim();
+    w.forward_into(x.read(), rows, m.share(w.panels()), y, add);
+    m.sync();
 }
 
 /// Rotates the interleaved pairs of every head of x [S, D] by row `row` of the table:
@@ -52,8 +69,38 @@ fn row(t: &[f32], i: i64, d: usize) -> &[f32] {
     &t[i as usize * d..(i as usize + 1) * d]
 }
 
-fn add(x: &mut [f32], y: &[f32]) {
-    x.iter_mut().zip(y).for_each(|(x, y)| *x += y);
+/// The activations of one pass over S rows, reused by every block: normalised rows, qkv,
+/// attention output, w1|w3 and SwiGLU, each [S, ·].
+#[derive(Clone, Copy)]
+struct Buffers<'a> {
+    xn: Shared<'a>,
+    qkv: Shared<'a>,
+    o: Shared<'a>,
+    ab: Shared<'a>,
+    g: Shared<'a>,
+}
+
+/// Attention of sequence s: o [D] (zeroed) for its rotated q, k and its v, all [D].
+type Attend<'a> = dyn Fn(usize, &[f32], &[f32], &[f32], &mut [f32]) + Sync + 'a;
+
+/// Owns [`Buffers`] for S rows.
+struct Scratch(Vec<Vec<f32>>);
+
+impl Scratch {
+    fn new(s: usize, d: usize, hidden: usize) -> Self {
+        Self([d, 3 * d, d, 2 * hidden, hidden].iter().map(|w| vec![0f32; s * w]).collect())
+    }
+
+    fn buffers(&mut self) -> Buffers<'_> {
+        let [xn, qkv, o, ab, g] = self.0.as_mut_slice() else { unreachable!("five buffers") };
+        Buffers {
+            xn: Shared::new(xn),
+            qkv: Shared::new(qkv),
+            o: Shared::new(o),
+            ab: Shared::new(ab),
+            g: Shared::new(g),
+        }
+    }
 }
 
 /// One transformer block's weights, packed.
@@ -86,55 +133,90 @@ impl HostBlock {
         }
     }
 
-    /// x [S, D] ← x + attention, then + SwiGLU; the rows sit at row `row` of `rope`, and
-    /// `attend(q, k, v)` returns the attention output, all [S, D].
-    fn forward(&self, x: &mut [f32], rope: &Rope, row: usize, attend: impl FnOnce(&[f32], &[f32], &[f32]) -> Vec<f32>) {
+    fn hidden(&self) -> usize {
+        self.w13.out_dim() / 2
+    }
+
+    /// x [S, D] ← x + attention, then + SwiGLU, on this member's share of every phase; the rows
+    /// sit at row `row` of `rope`; the step's rotated k and its v land in k, v [S, D].
+    ///
+    /// # Safety
+    /// Every member of the team calls it with the same buffers, which nothing else touches.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn forward(
+        &self,
+        m: &Member,
+        x: Shared,
+        b: Buffers,
+        k: Shared,
+        v: Shared,
+        rope: &Rope,
+        row: usize,
+        attend: &Attend,
+    ) {
         let d = self.attn_norm.len();
-        let s = x.len() / d;
-        let qkv = self.wqkv.forward(&rms_norm(x, &self.attn_norm), s);
-        let (mut q, mut k, mut v) = (Vec::with_capacity(s * d), Vec::with_capacity(s * d), Vec::with_capacity(s * d));
-        for r in qkv.chunks_exact(3 * d) {
-            q.extend_from_slice(&r[..d]);
-            k.extend_from_slice(&r[d..2 * d]);
-            v.extend_from_slice(&r[2 * d..]);
+        rms_norm(m, x, b.xn, &self.attn_norm);
+        product(m, &self.wqkv, b.xn, b.qkv, false);
+        // Per sequence: 2-D RoPE on q and k, then its attention.
+        for r in m.share(x.len() / d) {
+            let (q, kv) = b.qkv.part(r * 3 * d..(r + 1) * 3 * d).split_at_mut(d);
+            let (kr, vr) = kv.split_at_mut(d);
+            rotate(q, rope, row);
+            rotate(kr, rope, row);
+            let (kd, vd) = (k.part(r * d..(r + 1) * d), v.part(r * d..(r + 1) * d));
+            kd.copy_from_slice(kr);
+            vd.copy_from_slice(vr);
+            let o = b.o.part(r * d..(r + 1) * d);
+            o.fill(0.0);
+            attend(r, q, kd, vd, o);
         }
-        rotate(&mut q, rope, row);
-        rotate(&mut k, rope, row);
-        add(x, &self.wo.forward(&attend(&q, &k, &v), s));
-        self.feed_forward(x, s);
+        m.sync();
+        product(m, &self.wo, b.o, x, true);
+        self.feed_forward(m, x, b);
     }
 
     /// The block at a position whose rotation is zero (the factorized context position, as the
     /// reference's class rows): q = k = 0, and the position sees only itself, so the attention
-    /// output is v (softmax over one entry is exactly 1) and only wqkv's v rows are computed.
-    /// Returns the entry (k, v) it leaves for later positions.
-    fn forward_context(&self, x: &mut [f32]) -> (Vec<f32>, Vec<f32>) {
-        let d = self.attn_norm.len();
-        let s = x.len() / d;
+    /// output is v (softmax over one entry is exactly 1) and only wqkv's v rows are computed,
+    /// into v [S, D] (the entry later positions see, with k = 0).
+    ///
+    /// # Safety
+    /// As [`Self::forward`].
+    unsafe fn forward_context(&self, m: &Member, x: Shared, b: Buffers, v: Shared) {
         let wv = self.wv.as_ref().expect("a factorized block packs its v rows");
-        let v = wv.forward(&rms_norm(x, &self.attn_norm), s);
-        add(x, &self.wo.forward(&v, s));
-        self.feed_forward(x, s);
-        (vec![0.0; s * d], v)
+        rms_norm(m, x, b.xn, &self.attn_norm);
+        product(m, wv, b.xn, v, false);
+        product(m, &self.wo, v, x, true);
+        self.feed_forward(m, x, b);
     }
 
     /// x ← x + w2(SiLU(w1 x̂) · w3 x̂), x̂ = RMSNorm(x).
-    fn feed_forward(&self, x: &mut [f32], s: usize) {
-        let ab = self.w13.forward(&rms_norm(x, &self.ffn_norm), s);
-        let hidden = self.w13.out_dim() / 2;
-        let mut g = vec![0f32; s * hidden];
-        for (gr, r) in g.chunks_exact_mut(hidden).zip(ab.chunks_exact(2 * hidden)) {
-            let (a, b) = r.split_at(hidden);
-            gr.iter_mut().zip(a).zip(b).for_each(|((g, &a), &b)| *g = a / (1.0 + exp(-a)) * b);
+    unsafe fn feed_forward(&self, m: &Member, x: Shared, b: Buffers) {
+        rms_norm(m, x, b.xn, &self.ffn_norm);
+        product(m, &self.w13, b.xn, b.ab, false);
+        let hidden = self.hidden();
+        let ab = b.ab.read();
+        for r in m.share(b.g.len() / hidden) {
+            let (a, bb) = ab[r * 2 * hidden..(r + 1) * 2 * hidden].split_at(hidden);
+            b.g.part(r * hidden..(r + 1) * hidden)
+                .iter_mut()
+                .zip(a)
+                .zip(bb)
+                .for_each(|((g, &a), &b)| *g = a / (1.0 + exp(-a)) * b);
         }
-        add(x, &self.w2.forward(&g, s));
+        m.sync();
+        product(m, &self.w2, b.g, x, true);
     }
 }
 
-/// The keys and values [S, D] of the context position of each factorized block, for the post pass.
-pub struct FactorCache(Vec<(Vec<f32>, Vec<f32>)>);
+/// The values [S, D] of the context position of each factorized block (its keys are zero),
+/// for the post pass.
+pub struct FactorCache {
+    v: Vec<Vec<f32>>,
+    zeros: Vec<f32>,
+}
 
-/// A GPT's weights on the host, packed for decoding.
+/// A GPT's weights on the host, packed for decoding, and the team that runs its passes.
 pub struct HostGpt {
     spatial: Vec<HostBlock>,
     factorized: Vec<HostBlock>,
@@ -145,6 +227,7 @@ pub struct HostGpt {
     heads: usize,
     rope: Rope,
     factor_rope: Rope,
+    team: Team,
 }
 
 impl HostGpt {
@@ -164,12 +247,18 @@ impl HostGpt {
             heads: gpt.cfg.n_head,
             rope: gpt.rope.clone(),
             factor_rope: gpt.factor_rope.clone(),
+            team: Team::global(),
         }
     }
 
     /// The model width D.
     pub fn dim(&self) -> usize {
         self.norm.len()
+    }
+
+    fn scratch(&self, s: usize) -> Scratch {
+        let hidden = self.spatial.iter().chain(&self.factorized).map(HostBlock::hidden).max().unwrap_or(0);
+        Scratch::new(s, self.dim(), hidden)
     }
 
     /// Token embeddings pre_emb[pre] + post_emb[post], [S, D].
@@ -186,46 +275,94 @@ impl HostGpt {
     }
 
     /// Feeds one token per sequence, x [S, D] at sequence position `pos`, through the spatial
-    /// blocks over the cache (layer i for block i); returns the hidden rows [S, D].
+    /// blocks over the cache (layer i for block i), then stores each layer's entries; returns
+    /// the hidden rows [S, D].
     pub fn step(&self, mut x: Vec<f32>, pos: usize, cache: &mut RaggedKvCache) -> Vec<f32> {
-        for (layer, blk) in self.spatial.iter().enumerate() {
-            blk.forward(&mut x, &self.rope, pos, |q, k, v| cache.attend_step(layer, q, k, v));
+        let (d, layers) = (self.dim(), self.spatial.len());
+        let s = x.len() / d;
+        let (mut k, mut v) = (vec![0f32; layers * s * d], vec![0f32; layers * s * d]);
+        let mut scratch = self.scratch(s);
+        {
+            let (b, xs, held) = (scratch.buffers(), Shared::new(&mut x), &*cache);
+            let kv: Vec<(Shared, Shared)> =
+                k.chunks_mut(s * d).zip(v.chunks_mut(s * d)).map(|(k, v)| (Shared::new(k), Shared::new(v))).collect();
+            let hd = d / self.heads;
+            self.team.run(|m| {
+                for (layer, (blk, &(k, v))) in self.spatial.iter().zip(&kv).enumerate() {
+                    let attend = |r: usize, q: &[f32], k: &[f32], v: &[f32], o: &mut [f32]| {
+                        attend_sequence(o, q, &held.held(layer, r, (k, v)), self.heads, hd)
+                    };
+                    // SAFETY: every member runs the same blocks on buffers only this team touches.
+                    unsafe { blk.forward(m, xs, b, k, v, &self.rope, pos, &attend) };
+                }
+            });
+        }
+        for layer in 0..layers {
+            let lv = layer * s * d..(layer + 1) * s * d;
+            cache.store_step(layer, &k[lv.clone()], &v[lv]);
         }
         x
     }
 
-    fn logits(&self, head: usize, mut ctx: Vec<f32>) -> Vec<f32> {
-        ctx = rms_norm(&ctx, &self.norm);
-        let s = ctx.len() / self.dim();
-        self.head[head].forward(&ctx, s)
+    /// The head's logits [S, n] of rows x [S, D] after the final RMSNorm.
+    ///
+    /// # Safety
+    /// As [`HostBlock::forward`].
+    unsafe fn logits(&self, m: &Member, head: usize, x: Shared, b: Buffers, out: Shared) {
+        rms_norm(m, x, b.xn, &self.norm);
+        product(m, &self.head[head], b.xn, out, false);
     }
 
     /// Pre logits [S, 2^a] from the context rows h [S, D] (factorized position 0), and the
-    /// factorized blocks' keys and values of that position.
+    /// factorized blocks' values of that position.
     pub fn decode_pre(&self, h: &[f32]) -> (Vec<f32>, FactorCache) {
+        let (d, s) = (self.dim(), h.len() / self.dim());
         let mut ctx = h.to_vec();
-        let kv = self.factorized.iter().map(|blk| blk.forward_context(&mut ctx)).collect();
-        (self.logits(0, ctx), FactorCache(kv))
+        let mut v = vec![vec![0f32; s * d]; self.factorized.len()];
+        let mut logits = vec![0f32; s * self.head[0].out_dim()];
+        let mut scratch = self.scratch(s);
+        {
+            let (b, xs, out) = (scratch.buffers(), Shared::new(&mut ctx), Shared::new(&mut logits));
+            let vs: Vec<Shared> = v.iter_mut().map(|v| Shared::new(v)).collect();
+            self.team.run(|m| {
+                // SAFETY: as in `step`.
+                unsafe {
+                    for (blk, &v) in self.factorized.iter().zip(&vs) {
+                        blk.forward_context(m, xs, b, v);
+                    }
+                    self.logits(m, 0, xs, b, out);
+                }
+            });
+        }
+        (logits, FactorCache { v, zeros: vec![0.0; s * d] })
     }
 
     /// Post logits [S, 2^b] given the chosen pre parts: their embedding at factorized
     /// position 1 attends to the context's keys and values and its own.
     pub fn decode_post(&self, cache: &FactorCache, pre: &[i64]) -> Vec<f32> {
-        let d = self.dim();
+        let (d, s) = (self.dim(), pre.len());
+        let hd = d / self.heads;
         let mut ctx: Vec<f32> = pre.iter().flat_map(|&p| row(&self.pre_emb, p, d)).copied().collect();
-        for (blk, (k0, v0)) in self.factorized.iter().zip(&cache.0) {
-            blk.forward(&mut ctx, &self.factor_rope, 1, |q, k, v| {
-                let held: Vec<Held> = (0..pre.len())
-                    .map(|s| Held {
-                        k: &k0[s * d..(s + 1) * d],
-                        v: &v0[s * d..(s + 1) * d],
-                        len: 1,
-                        next: Some((&k[s * d..(s + 1) * d], &v[s * d..(s + 1) * d])),
-                    })
-                    .collect();
-                attend_one(q, &held, self.heads, d / self.heads)
+        let (mut k, mut v) = (vec![0f32; s * d], vec![0f32; s * d]);
+        let mut logits = vec![0f32; s * self.head[1].out_dim()];
+        let mut scratch = self.scratch(s);
+        {
+            let (b, xs, out) = (scratch.buffers(), Shared::new(&mut ctx), Shared::new(&mut logits));
+            let (ks, vs) = (Shared::new(&mut k), Shared::new(&mut v));
+            self.team.run(|m| {
+                for (blk, v0) in self.factorized.iter().zip(&cache.v) {
+                    let attend = |r: usize, q: &[f32], k: &[f32], v: &[f32], o: &mut [f32]| {
+                        let rows = r * d..(r + 1) * d;
+                        let held = Held { k: &cache.zeros[rows.clone()], v: &v0[rows], len: 1, next: Some((k, v)) };
+                        attend_sequence(o, q, &held, self.heads, hd)
+                    };
+                    // SAFETY: as in `step`.
+                    unsafe { blk.forward(m, xs, b, ks, vs, &self.factor_rope, 1, &attend) };
+                }
+                // SAFETY: as in `step`.
+                unsafe { self.logits(m, 1, xs, b, out) };
             });
         }
-        self.logits(1, ctx)
+        logits
     }
 }

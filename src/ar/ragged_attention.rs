@@ -38,18 +38,23 @@ impl Held<'_> {
 pub fn attend_one(q: &[f32], held: &[Held], heads: usize, hd: usize) -> Vec<f32> {
     let d = heads * hd;
     let mut out = vec![0f32; held.len() * d];
-    #[cfg(target_arch = "x86_64")]
-    let wide = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
-    out.par_chunks_mut(d).zip(q.par_chunks(d)).zip(held).for_each(|((o, q), seq)| {
-        #[cfg(target_arch = "x86_64")]
-        if wide {
-            // SAFETY: AVX2 and FMA were detected.
-            unsafe { attend_seq_avx2(o, q, seq, heads, hd) };
-            return;
-        }
-        attend_seq(o, q, seq, heads, hd)
-    });
+    out.par_chunks_mut(d)
+        .zip(q.par_chunks(d))
+        .zip(held)
+        .for_each(|((o, q), seq)| attend_sequence(o, q, seq, heads, hd));
     out
+}
+
+/// One sequence's o [H, hd] (zeroed by the caller) for its query q [H, hd], in AVX2 registers
+/// when the CPU has them.
+pub fn attend_sequence(o: &mut [f32], q: &[f32], seq: &Held, heads: usize, hd: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        // SAFETY: AVX2 and FMA were detected.
+        unsafe { attend_seq_avx2(o, q, seq, heads, hd) };
+        return;
+    }
+    attend_seq(o, q, seq, heads, hd)
 }
 
 /// The same operations as [`attend_seq`] in 8-lane registers (no fused multiply-adds: the

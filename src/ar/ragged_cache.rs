@@ -80,6 +80,17 @@ impl RaggedKvCache {
         o
     }
 
+    /// Sequence s's entries in `layer`, then `next` (the step's own entry).
+    pub fn held<'a>(&'a self, layer: usize, s: usize, next: (&'a [f32], &'a [f32])) -> Held<'a> {
+        let seq = &self.layers[layer][s];
+        Held { k: &seq.k, v: &seq.v, len: seq.len, next: Some(next) }
+    }
+
+    /// After a step attended in `layer`: drops the retired entries, then stores its k, v [S, H·hd].
+    pub fn store_step(&mut self, layer: usize, k: &[f32], v: &[f32]) {
+        self.store(layer, k, v, 1);
+    }
+
     /// Drops the retired entries of `layer` (once per `retire`), then writes the n entries of
     /// every sequence from kh, vh [S, H, n, hd] after those it holds (skipping retired ones).
     fn store(&mut self, layer: usize, kh: &[f32], vh: &[f32], n: usize) {

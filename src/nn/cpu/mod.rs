@@ -7,6 +7,7 @@ pub mod ext;
 pub mod gemm;
 pub mod im2col;
 pub mod packed;
+pub mod team;
 pub mod winograd;
 
 use burn::prelude::*;

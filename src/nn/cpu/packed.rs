@@ -4,9 +4,10 @@
 //! over k in order: a row's result does not depend on how many rows run with it, on the thread
 //! count, or on the instruction set (AVX2+FMA, or the portable `mul_add` path, which aarch64
 //! compiles to NEON and `MERGEVQ_CPU=portable` forces).
-use super::conv::SendPtr;
 use super::gemm::{level, CpuLevel};
+use super::team::Shared;
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// Output columns per panel.
 const NR: usize = 16;
@@ -40,42 +41,73 @@ impl PackedLinear {
         self.n
     }
 
+    /// Panels of 16 output columns.
+    pub fn panels(&self) -> usize {
+        self.n.div_ceil(NR)
+    }
+
     /// y [m, n] = x [m, k]·Wᵀ.
     pub fn forward(&self, x: &[f32], m: usize) -> Vec<f32> {
-        let (n, k) = (self.n, self.k);
-        assert_eq!(x.len(), m * k, "input of {} values for [{m}, {k}]", x.len());
-        let fma = matches!(level(), CpuLevel::Avx2 | CpuLevel::Avx512);
-        let mut y = vec![0f32; m * n];
-        let yp = SendPtr(y.as_mut_ptr());
-        // One task per panel: its 16 columns of every row, a register tile of rows at a time.
-        (0..n.div_ceil(NR)).into_par_iter().for_each(|p| {
-            let w = &self.panels[p * k * NR..(p + 1) * k * NR];
-            let cols = (n - p * NR).min(NR);
-            let mut acc = [0f32; MR * NR];
-            for r in (0..m).step_by(MR) {
-                let rows = (m - r).min(MR);
-                tile(&x[r * k..], rows, k, w, &mut acc, fma);
-                for (i, a) in acc.chunks_exact(NR).take(rows).enumerate() {
-                    // SAFETY: only panel p writes columns p·16..p·16 + cols of y's rows, all inside y.
-                    unsafe { std::ptr::copy_nonoverlapping(a.as_ptr(), yp.get().add((r + i) * n + p * NR), cols) };
-                }
-            }
+        let mut y = vec![0f32; m * self.n];
+        let ys = Shared::new(&mut y);
+        // One task per panel: its 16 columns of every row.
+        (0..self.panels()).into_par_iter().for_each(|p| {
+            // SAFETY: task p writes only panel p's columns.
+            unsafe { self.forward_into(x, m, p..p + 1, ys, false) }
         });
         y
+    }
+
+    /// The columns of `panels` of y [m, n]: x [m, k]·Wᵀ, added to what y holds when `add`
+    /// (a residual: y + chain, as adding the product afterwards would give).
+    ///
+    /// # Safety
+    /// Nothing else reads or writes those columns of y meanwhile.
+    pub unsafe fn forward_into(&self, x: &[f32], m: usize, panels: Range<usize>, y: Shared, add: bool) {
+        let (n, k) = (self.n, self.k);
+        assert_eq!(x.len(), m * k, "input of {} values for [{m}, {k}]", x.len());
+        assert!(y.len() >= m * n && panels.end <= self.panels(), "output of {} values for [{m}, {n}]", y.len());
+        let fma = matches!(level(), CpuLevel::Avx2 | CpuLevel::Avx512);
+        // Row tiles of near-equal sizes (32 rows: 6 6 5 5 5 5, not 6·5 + 2): every tile keeps
+        // enough accumulators in flight.
+        let tiles = m.div_ceil(MR);
+        let mut acc = [0f32; MR * NR];
+        let end = panels.end;
+        for p in panels {
+            let w = &self.panels[p * k * NR..(p + 1) * k * NR];
+            let cols = (n - p * NR).min(NR);
+            // The first tile fetches the next panel while it computes (each panel row is one
+            // cache line); the others, which find theirs in cache, touch their own.
+            let next = if p + 1 < end { &self.panels[(p + 1) * k * NR..(p + 2) * k * NR] } else { w };
+            for t in 0..tiles {
+                let (r, r1) = (m * t / tiles, m * (t + 1) / tiles);
+                tile(&x[r * k..], r1 - r, k, w, if t == 0 { next } else { w }, &mut acc, fma);
+                for (i, a) in acc.chunks_exact(NR).take(r1 - r).enumerate() {
+                    let dst = y.ptr().add((r + i) * n + p * NR);
+                    if add {
+                        for (c, &v) in a.iter().take(cols).enumerate() {
+                            *dst.add(c) += v;
+                        }
+                    } else {
+                        std::ptr::copy_nonoverlapping(a.as_ptr(), dst, cols);
+                    }
+                }
+            }
+        }
     }
 }
 
 /// out[r][0..16] = Σ_k x[r·k + kk]·w[kk][0..16] for `rows` ≤ MR rows.
-fn tile(x: &[f32], rows: usize, k: usize, w: &[f32], out: &mut [f32], fma: bool) {
+fn tile(x: &[f32], rows: usize, k: usize, w: &[f32], prefetch: &[f32], out: &mut [f32], fma: bool) {
     macro_rules! run {
         ($r:literal) => {{
             #[cfg(target_arch = "x86_64")]
             if fma {
                 // SAFETY: AVX2 and FMA were detected; the slices hold rows·k, k·16 and rows·16 values.
-                unsafe { tile_avx2::<$r>(x, k, w, out) };
+                unsafe { tile_avx2::<$r>(x, k, w, prefetch, out) };
                 return;
             }
-            let _ = fma;
+            let _ = (fma, prefetch);
             tile_portable::<$r>(x, k, w, out)
         }};
     }
@@ -91,12 +123,13 @@ fn tile(x: &[f32], rows: usize, k: usize, w: &[f32], out: &mut [f32], fma: bool)
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile_avx2<const R: usize>(x: &[f32], k: usize, w: &[f32], out: &mut [f32]) {
+unsafe fn tile_avx2<const R: usize>(x: &[f32], k: usize, w: &[f32], prefetch: &[f32], out: &mut [f32]) {
     use std::arch::x86_64::*;
-    assert!(x.len() >= (R - 1) * k + k && w.len() >= k * NR && out.len() >= R * NR);
+    assert!(x.len() >= (R - 1) * k + k && w.len() >= k * NR && prefetch.len() >= k * NR && out.len() >= R * NR);
     let mut acc = [[_mm256_setzero_ps(); 2]; R];
-    let (xp, wp) = (x.as_ptr(), w.as_ptr());
+    let (xp, wp, pp) = (x.as_ptr(), w.as_ptr(), prefetch.as_ptr());
     for kk in 0..k {
+        _mm_prefetch::<_MM_HINT_T0>(pp.add(kk * NR) as *const i8);
         let w0 = _mm256_loadu_ps(wp.add(kk * NR));
         let w1 = _mm256_loadu_ps(wp.add(kk * NR + 8));
         for (r, a) in acc.iter_mut().enumerate() {

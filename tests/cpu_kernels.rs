@@ -159,6 +159,21 @@ fn packed_linear_matches_f64_and_rows_do_not_depend_on_the_batch() {
 }
 
 #[test]
+fn gated_product_is_swiglu_of_the_two_products() {
+    use cpu::packed::PackedLinear;
+    use mergevq::nn::fused::exp;
+    // Hidden widths around the 8-column half panel.
+    for (n, k) in [(1, 3), (8, 16), (13, 29), (40, 24)] {
+        let (w1, w3, x) = (fill(n * k, 21), fill(n * k, 23), fill(7 * k, 25));
+        let (a, b) = (PackedLinear::new(&w1, n, k).forward(&x, 7), PackedLinear::new(&w3, n, k).forward(&x, 7));
+        let want: Vec<f32> = a.iter().zip(&b).map(|(&a, &b)| a / (1.0 + exp(-a)) * b).collect();
+        let g = PackedLinear::gated(&w1, &w3, n, k);
+        assert_eq!(g.out_dim(), n);
+        assert_eq!(g.forward(&x, 7), want, "n {n} k {k}");
+    }
+}
+
+#[test]
 fn packed_linear_portable_path_gives_the_same_bits() {
     use cpu::packed::PackedLinear;
     let (m, n, k) = (9, 37, 29);

@@ -1,7 +1,7 @@
 //! The GPT's decoding step fused on the host (CPU builds, f32 weights): weights packed once
 //! ([`PackedLinear`]), then per step one pass per block over the S one-token rows — RMSNorm, the
 //! qkv product, 2-D RoPE, single-query attention over the ragged cache in place, the output
-//! product and residual, RMSNorm, one product for w1 and w3 together, SwiGLU, w2 and residual —
+//! product and residual, RMSNorm, one product for w1 and w3 together that stores SwiGLU, w2 and residual —
 //! on plain slices instead of ~40 tensor ops per block. The factorized stage and both heads run
 //! the same way. A [`Team`] runs each pass: its threads split every phase (rows, panels or
 //! sequences) and meet at a barrier between phases, one wake-up per pass. Nothing sums across
@@ -12,7 +12,6 @@ use crate::ar::ragged_cache::RaggedKvCache;
 use crate::io::readback::floats;
 use crate::nn::cpu::packed::PackedLinear;
 use crate::nn::cpu::team::{Member, Shared, Team};
-use crate::nn::fused::exp;
 use crate::nn::Linear;
 
 fn packed(l: &Linear) -> PackedLinear {
@@ -70,13 +69,12 @@ fn row(t: &[f32], i: i64, d: usize) -> &[f32] {
 }
 
 /// The activations of one pass over S rows, reused by every block: normalised rows, qkv,
-/// attention output, w1|w3 and SwiGLU, each [S, ·].
+/// attention output and SwiGLU, each [S, ·].
 #[derive(Clone, Copy)]
 struct Buffers<'a> {
     xn: Shared<'a>,
     qkv: Shared<'a>,
     o: Shared<'a>,
-    ab: Shared<'a>,
     g: Shared<'a>,
 }
 
@@ -88,18 +86,12 @@ struct Scratch(Vec<Vec<f32>>);
 
 impl Scratch {
     fn new(s: usize, d: usize, hidden: usize) -> Self {
-        Self([d, 3 * d, d, 2 * hidden, hidden].iter().map(|w| vec![0f32; s * w]).collect())
+        Self([d, 3 * d, d, hidden].iter().map(|w| vec![0f32; s * w]).collect())
     }
 
     fn buffers(&mut self) -> Buffers<'_> {
-        let [xn, qkv, o, ab, g] = self.0.as_mut_slice() else { unreachable!("five buffers") };
-        Buffers {
-            xn: Shared::new(xn),
-            qkv: Shared::new(qkv),
-            o: Shared::new(o),
-            ab: Shared::new(ab),
-            g: Shared::new(g),
-        }
+        let [xn, qkv, o, g] = self.0.as_mut_slice() else { unreachable!("four buffers") };
+        Buffers { xn: Shared::new(xn), qkv: Shared::new(qkv), o: Shared::new(o), g: Shared::new(g) }
     }
 }
 
@@ -109,7 +101,7 @@ struct HostBlock {
     wqkv: PackedLinear,
     wo: PackedLinear,
     ffn_norm: Vec<f32>,
-    /// [w1; w3]: one product gives both halves of SwiGLU.
+    /// w1 and w3 packed together: one product gives SiLU(w1 x)·w3 x.
     w13: PackedLinear,
     w2: PackedLinear,
     /// The v rows of wqkv alone, for a position whose rotation zeroes q and k (factorized blocks).
@@ -120,7 +112,6 @@ impl HostBlock {
     /// `context`: also pack wqkv's v rows for [`Self::forward_context`].
     fn new(b: &Block, context: bool) -> Self {
         let [hidden, d] = b.w1.weight.dims();
-        let w13 = [floats(b.w1.weight.val()), floats(b.w3.weight.val())].concat();
         let wqkv = floats(b.attention.wqkv.weight.val());
         Self {
             wv: context.then(|| PackedLinear::new(&wqkv[2 * d * d..], d, d)),
@@ -128,13 +119,13 @@ impl HostBlock {
             wqkv: PackedLinear::new(&wqkv, 3 * d, d),
             wo: packed(&b.attention.wo),
             ffn_norm: norm_weight(&b.ffn_norm),
-            w13: PackedLinear::new(&w13, 2 * hidden, d),
+            w13: PackedLinear::gated(&floats(b.w1.weight.val()), &floats(b.w3.weight.val()), hidden, d),
             w2: packed(&b.w2),
         }
     }
 
     fn hidden(&self) -> usize {
-        self.w13.out_dim() / 2
+        self.w13.out_dim()
     }
 
     /// x [S, D] ← x + attention, then + SwiGLU, on this member's share of every phase; the rows
@@ -193,18 +184,7 @@ impl HostBlock {
     /// x ← x + w2(SiLU(w1 x̂) · w3 x̂), x̂ = RMSNorm(x).
     unsafe fn feed_forward(&self, m: &Member, x: Shared, b: Buffers) {
         rms_norm(m, x, b.xn, &self.ffn_norm);
-        product(m, &self.w13, b.xn, b.ab, false);
-        let hidden = self.hidden();
-        let ab = b.ab.read();
-        for r in m.share(b.g.len() / hidden) {
-            let (a, bb) = ab[r * 2 * hidden..(r + 1) * 2 * hidden].split_at(hidden);
-            b.g.part(r * hidden..(r + 1) * hidden)
-                .iter_mut()
-                .zip(a)
-                .zip(bb)
-                .for_each(|((g, &a), &b)| *g = a / (1.0 + exp(-a)) * b);
-        }
-        m.sync();
+        product(m, &self.w13, b.xn, b.g, false);
         product(m, &self.w2, b.g, x, true);
     }
 }

@@ -29,7 +29,7 @@ fn generic_forced() -> bool {
 /// e^x to ~2 ulp (Cephes expf): x = n·ln2 + r, e^r by a degree-6 polynomial, 2^n from the exponent
 /// bits. Branch-free, so loops over slices become SIMD.
 #[inline(always)]
-pub(crate) fn exp(x: f32) -> f32 {
+pub fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.3, 88.0);
     // n = round(x·log2 e) without a rounding instruction: adding 1.5·2^23 leaves n in the low
     // mantissa bits (baseline x86-64 has no SIMD floor).

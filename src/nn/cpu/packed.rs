@@ -6,6 +6,7 @@
 //! compiles to NEON and `MERGEVQ_CPU=portable` forces).
 use super::gemm::{level, CpuLevel};
 use super::team::Shared;
+use crate::nn::fused::exp;
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -14,12 +15,14 @@ const NR: usize = 16;
 /// Rows per register tile (12 accumulators of 8 lanes: more than two FMA pipes of latency 4 need).
 const MR: usize = 6;
 
-/// A weight [n, k] (PyTorch's [out, in]) in panels [n/16][k][16], zero-padded.
+/// A weight [n, k] (PyTorch's [out, in]) in panels [n/16][k][16], zero-padded; or, gated, two
+/// weights [n, k] in panels of 8 columns of each.
 #[derive(Clone, Debug)]
 pub struct PackedLinear {
     panels: Vec<f32>,
     n: usize,
     k: usize,
+    gated: bool,
 }
 
 impl PackedLinear {
@@ -33,7 +36,30 @@ impl PackedLinear {
                 panels[(p * k + kk) * NR + c] = v;
             }
         }
-        Self { panels, n, k }
+        Self { panels, n, k, gated: false }
+    }
+
+    /// Packs w1, w3 [n, k] for SwiGLU's gated product SiLU(x·w1ᵀ)·(x·w3ᵀ) [m, n]: panel p holds
+    /// rows 8p.. of w1 in its first 8 columns and the same rows of w3 in the last 8, so one tile
+    /// has both factors of its outputs.
+    pub fn gated(w1: &[f32], w3: &[f32], n: usize, k: usize) -> Self {
+        assert!(
+            w1.len() == n * k && w3.len() == n * k,
+            "gate weights of {}, {} values for [{n}, {k}]",
+            w1.len(),
+            w3.len()
+        );
+        let half = NR / 2;
+        let mut panels = vec![0f32; n.div_ceil(half) * k * NR];
+        for (off, w) in [(0, w1), (half, w3)] {
+            for (j, row) in w.chunks_exact(k.max(1)).enumerate().take(n) {
+                let (p, c) = (j / half, off + j % half);
+                for (kk, &v) in row.iter().enumerate() {
+                    panels[(p * k + kk) * NR + c] = v;
+                }
+            }
+        }
+        Self { panels, n, k, gated: true }
     }
 
     /// Output width n.
@@ -41,9 +67,18 @@ impl PackedLinear {
         self.n
     }
 
-    /// Panels of 16 output columns.
+    /// Output columns per panel: 16, or 8 when gated.
+    fn width(&self) -> usize {
+        if self.gated {
+            NR / 2
+        } else {
+            NR
+        }
+    }
+
+    /// Panels, each a task's unit.
     pub fn panels(&self) -> usize {
-        self.n.div_ceil(NR)
+        self.n.div_ceil(self.width())
     }
 
     /// y [m, n] = x [m, k]·Wᵀ.
@@ -59,7 +94,8 @@ impl PackedLinear {
     }
 
     /// The columns of `panels` of y [m, n]: x [m, k]·Wᵀ, added to what y holds when `add`
-    /// (a residual: y + chain, as adding the product afterwards would give).
+    /// (a residual: y + chain, as adding the product afterwards would give); gated, a/(1 + e⁻ᵃ)·b
+    /// of the two chains a, b of each output.
     ///
     /// # Safety
     /// Nothing else reads or writes those columns of y meanwhile.
@@ -72,10 +108,10 @@ impl PackedLinear {
         // enough accumulators in flight.
         let tiles = m.div_ceil(MR);
         let mut acc = [0f32; MR * NR];
-        let end = panels.end;
+        let (end, width) = (panels.end, self.width());
         for p in panels {
             let w = &self.panels[p * k * NR..(p + 1) * k * NR];
-            let cols = (n - p * NR).min(NR);
+            let cols = (n - p * width).min(width);
             // The first tile fetches the next panel while it computes (each panel row is one
             // cache line); the others, which find theirs in cache, touch their own.
             let next = if p + 1 < end { &self.panels[(p + 1) * k * NR..(p + 2) * k * NR] } else { w };
@@ -83,8 +119,13 @@ impl PackedLinear {
                 let (r, r1) = (m * t / tiles, m * (t + 1) / tiles);
                 tile(&x[r * k..], r1 - r, k, w, if t == 0 { next } else { w }, &mut acc, fma);
                 for (i, a) in acc.chunks_exact(NR).take(r1 - r).enumerate() {
-                    let dst = y.ptr().add((r + i) * n + p * NR);
-                    if add {
+                    let dst = y.ptr().add((r + i) * n + p * width);
+                    if self.gated {
+                        let (a, b) = a.split_at(width);
+                        for c in 0..cols {
+                            *dst.add(c) = a[c] / (1.0 + exp(-a[c])) * b[c];
+                        }
+                    } else if add {
                         for (c, &v) in a.iter().take(cols).enumerate() {
                             *dst.add(c) += v;
                         }

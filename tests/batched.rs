@@ -10,7 +10,7 @@ use mergevq::ar::gpt::Gpt;
 use mergevq::ar::kv_cache::{KvCache, RaggedCache};
 use mergevq::ar::ragged_attention::{attend_one, Held};
 use mergevq::ar::ragged_cache::RaggedKvCache;
-use mergevq::ar::sample::SampleOpts;
+use mergevq::ar::sample::{sample_logits, SampleOpts};
 use mergevq::ar::slot_cache::SlotKvCache;
 use mergevq::nn::attention;
 
@@ -254,4 +254,39 @@ fn slot_cache_attends_like_the_ragged_cache() {
     }
     // Sequence 2 outgrew the common capacity: the slot cache grew for everyone, and counts it.
     assert!(slot.peak_bytes() > 2 * 4 * layers * seqs * 7 * heads * hd);
+}
+
+#[test]
+fn sampling_follows_the_tempered_softmax_and_its_filters() {
+    let logits = [0.5f32, 2.0, -1.0, 1.0, 0.0];
+    let softmax = |t: f64, keep: &[usize]| -> Vec<f64> {
+        let e: Vec<f64> = (0..5).map(|i| if keep.contains(&i) { (logits[i] as f64 / t).exp() } else { 0.0 }).collect();
+        let s: f64 = e.iter().sum();
+        e.iter().map(|v| v / s).collect()
+    };
+    let n = 60_000;
+    let freq = |o: &SampleOpts| -> Vec<f64> {
+        let mut rng = image_rng(9, 0);
+        let mut c = [0usize; 5];
+        (0..n).for_each(|_| c[sample_logits(&logits, o, &mut rng)] += 1);
+        c.iter().map(|&k| k as f64 / n as f64).collect()
+    };
+    let opts = |temperature, top_k, top_p| SampleOpts { temperature, top_k, top_p, cfg: 1.0 };
+    // Ranked: 1 (2.0), 3 (1.0), 0 (0.5), 4 (0.0), 2 (−1.0). At T = 0.7, softmax ≈ .70 .17 .08 .04 .01.
+    let t07 = softmax(0.7, &[0, 1, 2, 3, 4]);
+    let cases = [
+        (opts(0.7, 0, 1.0), t07.clone()),
+        (opts(1.3, 0, 1.0), softmax(1.3, &[0, 1, 2, 3, 4])),
+        (opts(0.7, 2, 1.0), softmax(0.7, &[1, 3])),
+        // Top-p 0.9 at T = 0.7: 1 and 3 hold ≈ .87 < .9, so 0 joins.
+        (opts(0.7, 0, 0.9), softmax(0.7, &[1, 3, 0])),
+        (opts(0.7, 4, 0.5), softmax(0.7, &[1])),
+    ];
+    assert!(t07[1] + t07[3] < 0.9 && t07[1] + t07[3] + t07[0] > 0.9 && t07[1] > 0.5);
+    for (o, want) in cases {
+        let got = freq(&o);
+        for i in 0..5 {
+            assert!((got[i] - want[i]).abs() < 0.01, "{o:?}: index {i} drawn {:.4}, softmax {:.4}", got[i], want[i]);
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! time through the batched decoder (`batched`).
 use crate::ar::batched::{generate_batch, Request};
 use crate::ar::gpt::Gpt;
+use crate::nn::fused::exp;
 use crate::validate::{check_float, FloatRange};
 use anyhow::Result;
 use rand::rngs::StdRng;
@@ -43,47 +44,50 @@ pub struct Generated {
     pub kv_trace: Vec<usize>,
 }
 
-/// Draws one index from logits with the options (on the host).
+/// Draws one index from logits with the options (on the host): softmax(logits / T) over the
+/// candidates (all, or the top-k, then the top-p of them, most likely first), by inverting its
+/// cumulative sum at a uniform draw.
 pub fn sample_logits(logits: &[f32], o: &SampleOpts, rng: &mut StdRng) -> usize {
     let t = o.temperature.max(1e-6) as f32;
-    let mut idx: Vec<usize> = (0..logits.len()).collect();
-    // Ranking is only needed to filter (top-k, top-p).
-    if o.top_k > 0 || o.top_p < 1.0 {
+    // Ranking is only needed to filter (top-k, top-p); unfiltered, the candidates are all
+    // indices in order.
+    let ranked = (o.top_k > 0 || o.top_p < 1.0).then(|| {
+        let mut idx: Vec<usize> = (0..logits.len()).collect();
         idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
-    } else {
-        let best = idx.iter().copied().max_by(|&a, &b| logits[a].total_cmp(&logits[b])).unwrap_or(0);
-        idx.swap(0, best);
-    }
-    if o.top_k > 0 {
-        idx.truncate(o.top_k.max(1));
-    }
-    let m = logits[idx[0]] / t;
-    let mut p: Vec<f64> = idx.iter().map(|&i| ((logits[i] / t - m) as f64).exp()).collect();
-    let s: f64 = p.iter().sum();
-    p.iter_mut().for_each(|v| *v /= s);
+        idx.truncate(if o.top_k > 0 { o.top_k } else { idx.len() });
+        idx
+    });
+    let index = |i: usize| ranked.as_ref().map_or(i, |r| r[i]);
+    let values: Vec<f32> = match &ranked {
+        Some(r) => r.iter().map(|&i| logits[i]).collect(),
+        None => logits.to_vec(),
+    };
+    // Unnormalised probabilities e^(l/T − max/T) (vectorised exp), summed in f64.
+    let m = values.iter().copied().fold(f32::NEG_INFINITY, f32::max) / t;
+    let p: Vec<f32> = values.iter().map(|&l| exp(l / t - m)).collect();
+    let mut total: f64 = p.iter().map(|&v| v as f64).sum();
+    let mut keep = p.len();
     if o.top_p < 1.0 {
+        // The smallest prefix of the ranked candidates with probability ≥ top-p.
         let mut acc = 0.0;
-        let mut keep = p.len();
-        for (i, v) in p.iter().enumerate() {
-            acc += v;
-            if acc >= o.top_p {
+        for (i, &v) in p.iter().enumerate() {
+            acc += v as f64;
+            if acc >= o.top_p * total {
                 keep = i + 1;
+                total = acc;
                 break;
             }
         }
-        p.truncate(keep);
-        idx.truncate(keep);
-        let s: f64 = p.iter().sum();
-        p.iter_mut().for_each(|v| *v /= s);
     }
-    let mut u: f64 = rng.random();
-    for (i, v) in p.iter().enumerate() {
-        if u < *v {
-            return idx[i];
+    let target = rng.random::<f64>() * total;
+    let mut acc = 0.0;
+    for (i, &v) in p[..keep].iter().enumerate() {
+        acc += v as f64;
+        if target < acc {
+            return index(i);
         }
-        u -= v;
     }
-    idx[p.len() - 1]
+    index(keep.max(1) - 1)
 }
 
 /// Generates one image of class `class`: a batch of one through [`generate_batch`], the

@@ -186,3 +186,41 @@ fn packed_linear_portable_path_gives_the_same_bits() {
     std::env::remove_var("MERGEVQ_CPU");
     assert_eq!(native, portable);
 }
+
+#[test]
+fn team_shares_cover_the_work_and_a_panic_reaches_the_caller() {
+    use cpu::team::{Shared, Team};
+    let team = Team::new(3);
+    // Every index of a 3-phase computation written once by its owner, read by all after a sync.
+    let mut a = vec![0f32; 10];
+    let mut b = vec![0f32; 10];
+    let (sa, sb) = (Shared::new(&mut a), Shared::new(&mut b));
+    team.run(|m| {
+        // SAFETY: shares are disjoint; reads follow the sync.
+        unsafe {
+            let r = m.share(10);
+            sa.part(r.clone()).iter_mut().zip(r.clone()).for_each(|(x, i)| *x = i as f32);
+            m.sync();
+            let all: f32 = sa.read().iter().sum();
+            sb.part(r).iter_mut().for_each(|x| *x = all);
+        }
+    });
+    assert_eq!(a, (0..10).map(|i| i as f32).collect::<Vec<_>>());
+    assert_eq!(b, vec![45.0; 10]);
+    // A member that panics before a sync: the run panics instead of leaving the others waiting.
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        team.run(|m| {
+            if m.share(3).start == 1 {
+                panic!("member 1 fails");
+            }
+            m.sync();
+        })
+    }));
+    assert!(r.is_err());
+    // The team still works afterwards.
+    let mut c = vec![0f32; 4];
+    let sc = Shared::new(&mut c);
+    // SAFETY: disjoint shares.
+    team.run(|m| unsafe { sc.part(m.share(4)).fill(1.0) });
+    assert_eq!(c, vec![1.0; 4]);
+}

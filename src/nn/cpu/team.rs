@@ -5,7 +5,7 @@
 //! its barriers never wait on a thread busy with another caller's work.
 use std::marker::PhantomData;
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Threads that run [`Team::run`]'s closure together.
 pub struct Team {
@@ -29,13 +29,24 @@ impl Team {
         Self::new(rayon::current_num_threads())
     }
 
-    /// Runs `f` on every member at once and returns when all have finished.
+    /// Runs `f` on every member at once and returns when all have finished. A member's panic
+    /// reaches the others at their next sync and then the caller (never a team left waiting).
     pub fn run(&self, f: impl Fn(&Member) + Sync) {
-        let barrier = Barrier { arrived: AtomicUsize::new(0), generation: AtomicUsize::new(0), n: self.threads };
+        let barrier = Barrier {
+            arrived: AtomicUsize::new(0),
+            generation: AtomicUsize::new(0),
+            n: self.threads,
+            poisoned: AtomicBool::new(false),
+        };
+        let member = |index| {
+            let m = Member { index, count: self.threads, barrier: &barrier };
+            let _guard = PoisonOnPanic(&barrier);
+            f(&m)
+        };
         match &self.pool {
-            None => f(&Member { index: 0, count: 1, barrier: &barrier }),
+            None => member(0),
             Some(pool) => {
-                pool.broadcast(|ctx| f(&Member { index: ctx.index(), count: self.threads, barrier: &barrier }));
+                pool.broadcast(|ctx| member(ctx.index()));
             }
         }
     }
@@ -65,6 +76,19 @@ struct Barrier {
     arrived: AtomicUsize,
     generation: AtomicUsize,
     n: usize,
+    /// A member panicked: the others stop waiting for it.
+    poisoned: AtomicBool,
+}
+
+/// Marks the barrier poisoned when its member unwinds.
+struct PoisonOnPanic<'a>(&'a Barrier);
+
+impl Drop for PoisonOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.poisoned.store(true, Ordering::Release);
+        }
+    }
 }
 
 impl Barrier {
@@ -80,6 +104,7 @@ impl Barrier {
         }
         let mut spins = 0u32;
         while self.generation.load(Ordering::Acquire) == generation {
+            assert!(!self.poisoned.load(Ordering::Acquire), "another member of the team panicked");
             if spins < 1 << 14 {
                 std::hint::spin_loop();
                 spins += 1;

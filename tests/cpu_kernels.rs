@@ -19,6 +19,8 @@ const CASES: &[([usize; 4], usize, usize, usize, usize)] = &[
     ([2, 9, 5, 7], 8, 3, 1, 1),
     ([1, 16, 4, 4], 12, 3, 1, 1),
     ([2, 40, 13, 21], 9, 1, 1, 0),
+    ([1, 3, 9, 10], 4, 3, 1, 0),
+    ([1, 2, 7, 6], 3, 5, 1, 2),
 ];
 
 fn max_diff(a: Tensor<4>, b: Tensor<4>) -> f32 {
@@ -223,4 +225,35 @@ fn team_shares_cover_the_work_and_a_panic_reaches_the_caller() {
     // SAFETY: disjoint shares.
     team.run(|m| unsafe { sc.part(m.share(4)).fill(1.0) });
     assert_eq!(c, vec![1.0; 4]);
+}
+
+#[test]
+fn patch_matrix_of_whole_rows_equals_the_general_gather() {
+    use cpu::im2col::{im2col, Geom};
+    // Stride 1 with and without padding, kernels 1, 3, 5, and a stride-2 case (general path only).
+    for (xd, k, s, p) in
+        [([3, 7, 9], 3, 1, 1), ([2, 6, 5], 3, 1, 0), ([2, 8, 7], 5, 1, 2), ([4, 5, 6], 1, 1, 0), ([2, 9, 8], 3, 2, 1)]
+    {
+        let g = Geom::new([1, xd[0], xd[1], xd[2]], [2, xd[0], k, k], s, p).unwrap();
+        let x = fill(xd.iter().product(), 13);
+        let (rows, n) = (g.rows(), g.n_out());
+        let mut whole = vec![f32::NAN; rows * n];
+        im2col(&g, &x, 0, n, &mut whole);
+        // The same columns gathered in pieces that start and end inside output rows.
+        let mut pieces = vec![f32::NAN; rows * n];
+        let mut p0 = 0;
+        for len in [1, 3, 2, 5].iter().cycle() {
+            if p0 >= n {
+                break;
+            }
+            let p1 = (p0 + len).min(n);
+            let mut col = vec![f32::NAN; rows * (p1 - p0)];
+            im2col(&g, &x, p0, p1, &mut col);
+            for r in 0..rows {
+                pieces[r * n + p0..r * n + p1].copy_from_slice(&col[r * (p1 - p0)..(r + 1) * (p1 - p0)]);
+            }
+            p0 = p1;
+        }
+        assert_eq!(whole, pieces, "x {xd:?} k {k} stride {s} pad {p}");
+    }
 }

@@ -46,6 +46,8 @@ impl SendPtr {
 fn tiles(g: &Geom, rows: usize) -> Vec<(usize, usize, usize)> {
     let n = g.n_out();
     let nt = (TILE_ELEMS / rows.max(1)).clamp(64, 4096).min(n.max(1));
+    // Whole output rows when a row fits (the patch matrix then fills a row per copy).
+    let nt = if g.ow <= nt { nt / g.ow * g.ow } else { nt };
     (0..g.batch).flat_map(|b| (0..n).step_by(nt).map(move |p| (b, p, (p + nt).min(n)))).collect()
 }
 

@@ -67,6 +67,9 @@ impl Geom {
 /// Fills `col` ([rows, p1 - p0], row-major) with the patches of output positions [p0, p1) of one
 /// image `x` ([C, H, W]).
 pub fn im2col(g: &Geom, x: &[f32], p0: usize, p1: usize, col: &mut [f32]) {
+    if g.stride == 1 && p0 % g.ow == 0 && (p1 - p0) % g.ow == 0 {
+        return im2col_rows(g, x, p0 / g.ow, (p1 - p0) / g.ow, col);
+    }
     let nt = p1 - p0;
     let (k, s) = (g.k, g.stride);
     for (r, row) in col.chunks_exact_mut(nt).take(g.rows()).enumerate() {
@@ -97,6 +100,29 @@ pub fn im2col(g: &Geom, x: &[f32], p0: usize, p1: usize, col: &mut [f32]) {
                 }
             }
             p += ox1 - ox0;
+        }
+    }
+}
+
+/// [`im2col`] of whole output rows oy0..oy0 + n at stride 1: per patch row, the valid columns
+/// and the input offset are the same for every output row, so each row is one copy between two
+/// zero fills.
+fn im2col_rows(g: &Geom, x: &[f32], oy0: usize, n: usize, col: &mut [f32]) {
+    let k = g.k;
+    for (r, row) in col.chunks_exact_mut(n * g.ow).take(g.rows()).enumerate() {
+        let (ci, ky, kx) = (r / (k * k), (r / k) % k, r % k);
+        let plane = &x[ci * g.n_in()..][..g.n_in()];
+        let (lo, hi) = g.valid_cols(kx);
+        for (i, seg) in row.chunks_exact_mut(g.ow).enumerate() {
+            let iy = oy0 + i + ky;
+            if iy < g.pad || iy - g.pad >= g.h || lo >= hi {
+                seg.fill(0.0);
+                continue;
+            }
+            let ix0 = lo + kx - g.pad;
+            seg[..lo].fill(0.0);
+            seg[hi..].fill(0.0);
+            seg[lo..hi].copy_from_slice(&plane[(iy - g.pad) * g.w + ix0..][..hi - lo]);
         }
     }
 }

@@ -67,7 +67,7 @@ impl Geom {
 /// Fills `col` ([rows, p1 - p0], row-major) with the patches of output positions [p0, p1) of one
 /// image `x` ([C, H, W]).
 pub fn im2col(g: &Geom, x: &[f32], p0: usize, p1: usize, col: &mut [f32]) {
-    if g.stride == 1 && p0 % g.ow == 0 && (p1 - p0) % g.ow == 0 {
+    if g.stride == 1 && p0.is_multiple_of(g.ow) && (p1 - p0).is_multiple_of(g.ow) {
         return im2col_rows(g, x, p0 / g.ow, (p1 - p0) / g.ow, col);
     }
     let nt = p1 - p0;

@@ -220,7 +220,9 @@ fn team_shares_cover_the_work_and_a_panic_reaches_the_caller() {
             m.sync();
         })
     }));
-    assert!(r.is_err());
+    // The caller gets member 1's own panic, not the others' "another member panicked".
+    let payload = r.expect_err("the run panics");
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"member 1 fails"));
     // The team still works afterwards.
     let mut c = vec![0f32; 4];
     let sc = Shared::new(&mut c);

@@ -39,13 +39,12 @@ unsafe fn rms_norm(m: &Member, x: Shared, y: Shared, w: &[f32]) {
     m.sync();
 }
 
-/// y (=|+=) x·Wᵀ on this member's panels; then syncs.
+/// y (=|+=) x·Wᵀ for the first `rows` rows of x and y, on this member's panels; then syncs.
 ///
 /// # Safety
 /// Nobody writes x meanwhile, nobody else y.
-unsafe fn product(m: &Member, w: &PackedLinear, x: Shared, y: Shared, add: bool) {
-    let rows = y.len() / w.out_dim();
-    w.forward_into(x.read(), rows, m.share(w.panels()), y, add);
+unsafe fn product(m: &Member, w: &PackedLinear, x: Shared, y: Shared, rows: usize, add: bool) {
+    w.forward_into(&x.read()[..rows * w.in_dim()], rows, m.share(w.panels()), y, add);
     m.sync();
 }
 
@@ -147,9 +146,10 @@ impl HostBlock {
     ) {
         let d = self.attn_norm.len();
         rms_norm(m, x, b.xn, &self.attn_norm);
-        product(m, &self.wqkv, b.xn, b.qkv, false);
+        let s = x.len() / d;
+        product(m, &self.wqkv, b.xn, b.qkv, s, false);
         // Per sequence: 2-D RoPE on q and k, then its attention.
-        for r in m.share(x.len() / d) {
+        for r in m.share(s) {
             let (q, kv) = b.qkv.part(r * 3 * d..(r + 1) * 3 * d).split_at_mut(d);
             let (kr, vr) = kv.split_at_mut(d);
             rotate(q, rope, row);
@@ -162,7 +162,7 @@ impl HostBlock {
             attend(r, q, kd, vd, o);
         }
         m.sync();
-        product(m, &self.wo, b.o, x, true);
+        product(m, &self.wo, b.o, x, s, true);
         self.feed_forward(m, x, b);
     }
 
@@ -176,16 +176,18 @@ impl HostBlock {
     unsafe fn forward_context(&self, m: &Member, x: Shared, b: Buffers, v: Shared) {
         let wv = self.wv.as_ref().expect("a factorized block packs its v rows");
         rms_norm(m, x, b.xn, &self.attn_norm);
-        product(m, wv, b.xn, v, false);
-        product(m, &self.wo, v, x, true);
+        let s = x.len() / self.attn_norm.len();
+        product(m, wv, b.xn, v, s, false);
+        product(m, &self.wo, v, x, s, true);
         self.feed_forward(m, x, b);
     }
 
     /// x ← x + w2(SiLU(w1 x̂) · w3 x̂), x̂ = RMSNorm(x).
     unsafe fn feed_forward(&self, m: &Member, x: Shared, b: Buffers) {
         rms_norm(m, x, b.xn, &self.ffn_norm);
-        product(m, &self.w13, b.xn, b.g, false);
-        product(m, &self.w2, b.g, x, true);
+        let s = x.len() / self.ffn_norm.len();
+        product(m, &self.w13, b.xn, b.g, s, false);
+        product(m, &self.w2, b.g, x, s, true);
     }
 }
 
@@ -290,7 +292,7 @@ impl HostGpt {
     /// As [`HostBlock::forward`].
     unsafe fn logits(&self, m: &Member, head: usize, x: Shared, b: Buffers, out: Shared) {
         rms_norm(m, x, b.xn, &self.norm);
-        product(m, &self.head[head], b.xn, out, false);
+        product(m, &self.head[head], b.xn, out, x.len() / self.dim(), false);
     }
 
     /// Pre logits [S, 2^a] from the context rows h [S, D] (factorized position 0), and the

@@ -62,9 +62,16 @@ pub fn sample_logits(logits: &[f32], o: &SampleOpts, rng: &mut StdRng) -> usize 
         Some(r) => r.iter().map(|&i| logits[i]).collect(),
         None => logits.to_vec(),
     };
-    // Unnormalised probabilities e^(l/T − max/T) (vectorised exp), summed in f64.
+    // Unnormalised probabilities e^(l/T − max/T) (vectorised exp; exactly 0 where f32's e^x
+    // underflows, so a masked −∞ logit is never drawn), summed in f64.
     let m = values.iter().copied().fold(f32::NEG_INFINITY, f32::max) / t;
-    let p: Vec<f32> = values.iter().map(|&l| exp(l / t - m)).collect();
+    let p: Vec<f32> = values
+        .iter()
+        .map(|&l| {
+            let z = l / t - m;
+            exp(z) * (z >= -87.0) as u32 as f32
+        })
+        .collect();
     let mut total: f64 = p.iter().map(|&v| v as f64).sum();
     let mut keep = p.len();
     if o.top_p < 1.0 {

@@ -67,6 +67,11 @@ impl PackedLinear {
         self.n
     }
 
+    /// Input width k.
+    pub fn in_dim(&self) -> usize {
+        self.k
+    }
+
     /// Output columns per panel: 16, or 8 when gated.
     fn width(&self) -> usize {
         if self.gated {
@@ -95,7 +100,7 @@ impl PackedLinear {
 
     /// The columns of `panels` of y [m, n]: x [m, k]·Wᵀ, added to what y holds when `add`
     /// (a residual: y + chain, as adding the product afterwards would give); gated, a/(1 + e⁻ᵃ)·b
-    /// of the two chains a, b of each output.
+    /// of the two chains a, b of each output (written, never added).
     ///
     /// # Safety
     /// Nothing else reads or writes those columns of y meanwhile.
@@ -103,6 +108,7 @@ impl PackedLinear {
         let (n, k) = (self.n, self.k);
         assert_eq!(x.len(), m * k, "input of {} values for [{m}, {k}]", x.len());
         assert!(y.len() >= m * n && panels.end <= self.panels(), "output of {} values for [{m}, {n}]", y.len());
+        assert!(!(self.gated && add), "a gated product writes its outputs");
         let fma = matches!(level(), CpuLevel::Avx2 | CpuLevel::Avx512);
         // Row tiles of near-equal sizes (32 rows: 6 6 5 5 5 5, not 6·5 + 2): every tile keeps
         // enough accumulators in flight.

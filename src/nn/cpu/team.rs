@@ -5,7 +5,9 @@
 //! its barriers never wait on a thread busy with another caller's work.
 use std::marker::PhantomData;
 use std::ops::Range;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// Threads that run [`Team::run`]'s closure together.
 pub struct Team {
@@ -30,7 +32,8 @@ impl Team {
     }
 
     /// Runs `f` on every member at once and returns when all have finished. A member's panic
-    /// reaches the others at their next sync and then the caller (never a team left waiting).
+    /// reaches the others at their next sync, and the first panic (its own message) the caller:
+    /// never a team left waiting.
     pub fn run(&self, f: impl Fn(&Member) + Sync) {
         let barrier = Barrier {
             arrived: AtomicUsize::new(0),
@@ -38,16 +41,23 @@ impl Team {
             n: self.threads,
             poisoned: AtomicBool::new(false),
         };
+        let first_panic = Mutex::new(None);
         let member = |index| {
             let m = Member { index, count: self.threads, barrier: &barrier };
-            let _guard = PoisonOnPanic(&barrier);
-            f(&m)
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(&m))) {
+                // The payload first, then the poison: those the poison stops find it taken.
+                first_panic.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(payload);
+                barrier.poisoned.store(true, Ordering::Release);
+            }
         };
         match &self.pool {
             None => member(0),
             Some(pool) => {
                 pool.broadcast(|ctx| member(ctx.index()));
             }
+        }
+        if let Some(payload) = first_panic.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            resume_unwind(payload);
         }
     }
 }
@@ -80,17 +90,6 @@ struct Barrier {
     poisoned: AtomicBool,
 }
 
-/// Marks the barrier poisoned when its member unwinds.
-struct PoisonOnPanic<'a>(&'a Barrier);
-
-impl Drop for PoisonOnPanic<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.0.poisoned.store(true, Ordering::Release);
-        }
-    }
-}
-
 impl Barrier {
     fn wait(&self) {
         if self.n == 1 {
@@ -105,7 +104,7 @@ impl Barrier {
         let mut spins = 0u32;
         while self.generation.load(Ordering::Acquire) == generation {
             assert!(!self.poisoned.load(Ordering::Acquire), "another member of the team panicked");
-            if spins < 1 << 14 {
+            if spins < 1 << 10 {
                 std::hint::spin_loop();
                 spins += 1;
             } else {

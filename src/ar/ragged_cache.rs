@@ -65,18 +65,11 @@ impl RaggedKvCache {
     /// returns [S, H·hd].
     pub fn attend_step(&mut self, layer: usize, q: &[f32], k: &[f32], v: &[f32]) -> Vec<f32> {
         let d = self.heads * self.hd;
-        let held: Vec<Held> = self.layers[layer]
-            .iter()
-            .enumerate()
-            .map(|(s, seq)| Held {
-                k: &seq.k,
-                v: &seq.v,
-                len: seq.len,
-                next: Some((&k[s * d..(s + 1) * d], &v[s * d..(s + 1) * d])),
-            })
+        let held: Vec<Held> = (0..self.layers[layer].len())
+            .map(|s| self.held(layer, s, (&k[s * d..(s + 1) * d], &v[s * d..(s + 1) * d])))
             .collect();
         let o = attend_one(q, &held, self.heads, self.hd);
-        self.store(layer, k, v, 1);
+        self.store_step(layer, k, v);
         o
     }
 

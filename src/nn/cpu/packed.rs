@@ -90,7 +90,7 @@ impl PackedLinear {
     pub fn forward(&self, x: &[f32], m: usize) -> Vec<f32> {
         let mut y = vec![0f32; m * self.n];
         let ys = Shared::new(&mut y);
-        // One task per panel: its 16 columns of every row.
+        // One task per panel: its columns of every row.
         (0..self.panels()).into_par_iter().for_each(|p| {
             // SAFETY: task p writes only panel p's columns.
             unsafe { self.forward_into(x, m, p..p + 1, ys, false) }

@@ -728,6 +728,9 @@ def main():
                     help="CPU: wait at most this long for the machine to go idle before a run")
     ap.add_argument("--matmul-precision", default="highest", choices=["highest", "high", "medium"],
                     help="torch.set_float32_matmul_precision (the reference's main.py sets 'high')")
+    ap.add_argument("--cudnn-tf32", default="on", choices=["on", "off"],
+                    help="torch.backends.cudnn.allow_tf32: cuDNN convolutions in TF32 (on: PyTorch's "
+                         "default); off with --matmul-precision highest runs everything in f32")
     ap.add_argument("--lfq-mem-gib", type=float, default=20.0,
                     help="CPU LFQ: skip/abort beyond this peak (also capped by MemAvailable-2GiB)")
     ap.add_argument("--lfq-force", action="store_true",
@@ -739,6 +742,7 @@ def main():
     args.ref = setup_reference(args.ref)
     torch.set_num_threads(args.threads)
     torch.set_float32_matmul_precision(args.matmul_precision)
+    torch.backends.cudnn.allow_tf32 = args.cudnn_tf32 == "on"
     if args.lfq_child:
         lfq_child(args)
         return
@@ -753,7 +757,7 @@ def main():
            "device_name": torch.cuda.get_device_name() if ctx.cuda else
            (open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(": \t")
             if os.path.exists("/proc/cpuinfo") else "cpu"),
-           "matmul_precision": args.matmul_precision, "runs": args.runs,
+           "matmul_precision": args.matmul_precision, "cudnn_tf32": args.cudnn_tf32, "runs": args.runs,
            "ref": args.ref, "ref_commit": ref_commit(args.ref) or os.environ.get("REF_COMMIT"),
            "stubs": STUBS, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "results": []}
 

@@ -121,6 +121,19 @@ fn missing_backend(name: &str, feature: &str) -> anyhow::Error {
     )
 }
 
+/// GPU kernels are compiled at their first use (NVRTC for CUDA), which takes longer than running
+/// them: keep the compiled kernels on disk beside the autotune results (cubecl's environment,
+/// `target/environment` in a Cargo project, else the user cache folder), so that a later process
+/// loads them. Everything else stays as cubecl.toml and the CUBECL_* variables set it.
+#[cfg(any(feature = "cuda", feature = "vulkan"))]
+fn cache_kernels() {
+    use cubecl_runtime::config::{CubeClRuntimeConfig, RuntimeConfig};
+    let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
+    config.compilation.cache = true;
+    // Refused only when cubecl has read its configuration already: then it is in use as it is.
+    let _ = CubeClRuntimeConfig::try_set(config);
+}
+
 #[cfg(feature = "cuda")]
 fn cuda(name: &str, index: usize) -> Result<Device> {
     loadable(&["libcuda.so.1", "libcuda.so"])
@@ -136,6 +149,7 @@ fn cuda(name: &str, index: usize) -> Result<Device> {
              scripts/build-gpu.sh --runtime installs them from PyPI"
         )
     })?;
+    cache_kernels();
     Ok(Device::cuda(index))
 }
 
@@ -158,6 +172,7 @@ fn cuda_headers() -> Option<std::path::PathBuf> {
 fn vulkan(name: &str) -> Result<Device> {
     loadable(&["libvulkan.so.1", "libvulkan.so"])
         .map_err(|e| anyhow!("device \"{name}\": no Vulkan loader on this machine (libvulkan: {e})"))?;
+    cache_kernels();
     Ok(Device::vulkan(Default::default()))
 }
 

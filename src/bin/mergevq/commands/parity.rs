@@ -1,7 +1,8 @@
 //! `parity`: golden test cases run through the library (`mergevq::parity::Case`).
 use crate::progress;
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use burn::prelude::Device;
+use mergevq::io::guard::catch_panic;
 use mergevq::parity::Case;
 use std::path::{Path, PathBuf};
 
@@ -38,9 +39,12 @@ impl ParityArgs {
     }
 }
 
-/// Runs one case: whether it passed, and its report line (with its first five failures).
+/// Runs one case: whether it passed, and its report line (with its first five failures). A case
+/// whose backend panics fails with the panic's message; the cases after it still run.
 fn run_case(dir: &Path, device: &Device) -> (bool, String) {
-    match Case::open(dir, device).and_then(|c| c.run()) {
+    let outcome = catch_panic(|| Case::open(dir, device).and_then(|c| c.run()))
+        .unwrap_or_else(|panic| Err(anyhow!("panicked: {panic}")));
+    match outcome {
         Ok(o) => {
             let verdict = if o.pass { "PASS" } else { "FAIL" };
             let mut line = format!("{verdict} {} max_abs_err={:.3e} worst={}", o.name, o.max_abs_err, o.worst);

@@ -14,14 +14,22 @@ fn demo_writes_a_report_that_a_browser_renders() {
     let secs = t0.elapsed().as_secs_f64();
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("report:") && stdout.contains("tokens/s"), "{stdout}");
-    for f in ["report.html", "reconstructions.png", "samples_mergear.png", "samples_plain.png", "rate_distortion.png"] {
+    for f in [
+        "report.html",
+        "reconstructions.png",
+        "samples_mergear.png",
+        "samples_plain.png",
+        "rate_distortion.png",
+        "photo.png",
+    ] {
         assert!(out.join(f).exists(), "{f} missing");
     }
     assert!(secs < 120.0, "the demo took {secs:.0} s");
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("<table id=\"recon\">") && html.contains("<table id=\"ar\">") && html.contains("MergeAR"));
+    assert!(html.contains("<table id=\"photo\">"), "no photo table");
 
-    // Headless Chromium: every image decodes and both tables are there; keep a screenshot.
+    // Headless Chromium: every image decodes and all three tables are there; keep a screenshot.
     let chromium = ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
         .find(|c| Command::new(c).arg("--version").output().is_ok())
@@ -48,7 +56,7 @@ fn demo_writes_a_report_that_a_browser_renders() {
     let dom = String::from_utf8_lossy(&dom.stdout);
     assert!(dom.contains("data-images-ok=\"true\""), "images did not all load: {}", &dom[..dom.len().min(400)]);
     assert!(
-        dom.contains("data-images=\"4\"") && dom.contains("data-tables=\"2\""),
+        dom.contains("data-images=\"5\"") && dom.contains("data-tables=\"3\""),
         "{}",
         &dom[dom.len().saturating_sub(400)..]
     );

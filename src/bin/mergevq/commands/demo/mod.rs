@@ -1,7 +1,7 @@
-//! `mergevq demo`: the bundled Fashion-MNIST tokenizer and MergeAR model, run end to end.
-//! Reconstructs the bundled test images at several kept counts K (with merge maps), samples
-//! every class with MergeAR and with plain AR decoding of the same model, and writes PNGs and
-//! one self-contained report.html.
+//! `mergevq demo`: the bundled models, run end to end. Reconstructs the bundled Fashion-MNIST test
+//! images at several kept counts K (with merge maps), samples every class with MergeAR and with
+//! plain AR decoding of the same model, runs the colour tokenizer on the bundled photo at several
+//! K, and writes PNGs and one self-contained report.html.
 mod report;
 
 use anyhow::{anyhow, Context, Result};
@@ -26,6 +26,11 @@ use std::time::Instant;
 /// Where the demo writes when run without arguments.
 const DEFAULT_OUTPUT: &str = "demo-out";
 
+/// The colour tokenizer runs on the photo at 256² (it was trained on 64² crops; convolutional, so
+/// here L = 32×32 = 1024 tokens), kept at these K.
+const PHOTO_RES: usize = 256;
+const PHOTO_KEEPS: [usize; 4] = [1024, 576, 256, 169];
+
 /// `mergevq demo`.
 #[derive(clap::Args)]
 pub struct DemoArgs {
@@ -43,6 +48,7 @@ impl Default for DemoArgs {
 struct Models {
     tok: Tokenizer,
     generator: Generator,
+    photo: Tokenizer,
 }
 
 /// Mean reconstruction quality of the bundled images at one K.
@@ -69,14 +75,19 @@ impl DemoArgs {
         // The merge instruction: the first candidate, the smallest K the generator was trained with.
         let merge = 0;
         let stats = samples(&m, merge, out, &outs)?;
-        report::write(out, &m, &rows, &stats, merge, &outs)?;
-        println!("MergeVQ demo (bundled Fashion-MNIST models), {:.1} s", t_start.elapsed().as_secs_f64());
+        let photo_rows = photo(&m.photo, out, &outs)?;
+        report::write(out, &m, &rows, &stats, &photo_rows, merge, &outs)?;
+        println!("MergeVQ demo (bundled models), {:.1} s", t_start.elapsed().as_secs_f64());
         println!("{:>8} {:>9} {:>7}", "K", "PSNR dB", "SSIM");
         for r in &rows {
             println!("{:>8} {:>9.2} {:>7.4}", r.k, r.psnr, r.ssim);
         }
         for d in &stats {
             println!("{:>8} {:>9.1} tokens/s, peak KV entries {}", d.name, d.tokens_per_s, d.peak_kv);
+        }
+        println!("colour tokenizer on assets/photo/coffee.png at {PHOTO_RES}²:");
+        for r in &photo_rows {
+            println!("{:>8} {:>9.2} {:>7.4}", r.k, r.psnr, r.ssim);
         }
         println!("report: {}", out.join("report.html").display());
         Ok(())
@@ -86,9 +97,9 @@ impl DemoArgs {
 /// Where the demo may write (anywhere but the bundled files), once the output folder exists and
 /// the files it will write there may be written.
 fn outputs(out: &Path) -> Result<Outputs> {
-    let outs = Outputs::new([asset("assets/demo")?]);
+    let outs = Outputs::new([asset("assets/demo")?, asset("assets/photo")?]);
     outs.dir(out)?;
-    for png in ["reconstructions.png", "rate_distortion.png", "samples_mergear.png", "samples_plain.png"] {
+    for png in ["reconstructions.png", "rate_distortion.png", "samples_mergear.png", "samples_plain.png", "photo.png"] {
         outs.check(&out.join(png), Format::Image)?;
     }
     outs.check(&out.join("report.html"), report::FORMAT)?;
@@ -117,7 +128,14 @@ impl Models {
         let gpt_path = asset("assets/demo/gpt.safetensors")?;
         let generator = Generator::open(&asset("assets/demo/gpt.toml")?, &gpt_path, device)
             .with_context(|| format!("bundled AR model {}", gpt_path.display()))?;
-        Ok(Self { tok, generator })
+        let mut cfg = TokenizerConfig::load(&asset("assets/photo/tokenizer.toml")?)?;
+        cfg.ddconfig.resolution = PHOTO_RES;
+        // The default K of the larger grid: the same share of L as the config's (36 of 64 = 576 of 1024).
+        cfg.ddconfig.merge_num = Some(1024 - 576);
+        let photo_path = asset("assets/photo/tokenizer.safetensors")?;
+        let photo = Tokenizer::open(&cfg, &photo_path, false, device)
+            .with_context(|| format!("bundled colour tokenizer {}", photo_path.display()))?;
+        Ok(Self { tok, generator, photo })
     }
 }
 
@@ -160,7 +178,7 @@ fn reconstructions(m: &Models, out: &Path, outs: &Outputs) -> Result<Vec<KRow>> 
     let mut rows = Vec::new();
     for (ki, &k) in keeps.iter().enumerate() {
         let plan = m.tok.keep(k)?;
-        let (psnr, ssim) = reconstruct_at(&m.tok, &plan, &x, &inputs, 1 + 2 * ki, &mut grid)?;
+        let (psnr, ssim) = reconstruct_at(&m.tok, &plan, &x, &inputs, (0, 1 + 2 * ki), &mut grid)?;
         rows.push(KRow { k, psnr, ssim });
     }
     save_image(&upscale(&grid, 3), &out.join("reconstructions.png"), outs)?;
@@ -170,14 +188,14 @@ fn reconstructions(m: &Models, out: &Path, outs: &Outputs) -> Result<Vec<KRow>> 
     Ok(rows)
 }
 
-/// Reconstructs the images `x` at the K of `plan` into grid row `row` (their merge maps into
-/// the row below); returns their mean PSNR and SSIM against `inputs`.
+/// Reconstructs the images `x` at the K of `plan` into grid row `row` from column `col` on (their
+/// merge maps into the row below); returns their mean PSNR and SSIM against `inputs`.
 fn reconstruct_at(
     tok: &Tokenizer,
     plan: &KeepPlan,
     x: &Tensor<4>,
     inputs: &[image::RgbImage],
-    row: usize,
+    (col, row): (usize, usize),
     grid: &mut image::RgbImage,
 ) -> Result<(f64, f64)> {
     let (res, side) = (tok.cfg.ddconfig.resolution, tok.cfg.embed_res());
@@ -188,8 +206,8 @@ fn reconstruct_at(
         let o = tensor_to_rgb(rec.clone().narrow(0, i, 1).reshape([3, res, res]));
         p += psnr(input, &o).min(100.0);
         s += ssim(input, &o);
-        paste(grid, &o, i, row, res as u32);
-        paste(grid, &merge_map(input, &t.group[i], side), i, row + 1, res as u32);
+        paste(grid, &o, col + i, row, res as u32);
+        paste(grid, &merge_map(input, &t.group[i], side), col + i, row + 1, res as u32);
     }
     let n = inputs.len() as f64;
     Ok((p / n, s / n))
@@ -223,6 +241,31 @@ fn samples(m: &Models, merge: usize, out: &Path, outs: &Outputs) -> Result<Vec<D
         stats.push(Decoding { name, tokens_per_s: tokens as f64 / secs, peak_kv });
     }
     Ok(stats)
+}
+
+/// Step 3: the colour tokenizer on the bundled photo at [`PHOTO_KEEPS`], written as photo.png: the
+/// input, then one column per K with the reconstruction above its merge map.
+fn photo(tok: &Tokenizer, out: &Path, outs: &Outputs) -> Result<Vec<KRow>> {
+    let img = decode_image(&asset("assets/photo/coffee.png")?).context("the bundled photo is unreadable")?;
+    let aug = Augment {
+        resolution: PHOTO_RES as u32,
+        random_crop: false,
+        crop_scale: None,
+        flip: false,
+        preprocess: tok.cfg.preprocess,
+    };
+    let x = rgb_to_tensor(&aug.apply(&img, &mut StdRng::seed_from_u64(0)), &tok.device());
+    let input = tensor_to_rgb(x.clone().reshape([3, PHOTO_RES, PHOTO_RES]));
+    let r = PHOTO_RES as u32;
+    let mut grid = image::RgbImage::new(r * (1 + PHOTO_KEEPS.len() as u32), 2 * r);
+    paste(&mut grid, &input, 0, 0, r);
+    let mut rows = Vec::new();
+    for (i, &k) in PHOTO_KEEPS.iter().enumerate() {
+        let (psnr, ssim) = reconstruct_at(tok, &tok.keep(k)?, &x, std::slice::from_ref(&input), (1 + i, 0), &mut grid)?;
+        rows.push(KRow { k, psnr, ssim });
+    }
+    save_image(&grid, &out.join("photo.png"), outs)?;
+    Ok(rows)
 }
 
 /// Copies `img` into cell (col, row) of a canvas of `size`² cells.

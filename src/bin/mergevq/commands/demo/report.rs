@@ -14,7 +14,7 @@ pub(super) const FORMAT: Format = Format::Text { prefix: MARK, what: "MergeVQ de
 
 const STYLE: &str = "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}img{image-rendering:pixelated;max-width:100%}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:4px 10px;text-align:right}code{background:#f3f3f3;padding:1px 4px}</style></head><body>";
 
-const INTRO: &str = "<h1>MergeVQ demo</h1><p>A MergeVQ tokenizer and a MergeAR generator trained on Fashion-MNIST (32×32, L = 64 tokens, 10-bit LFQ codes) with this program's own <code>train-tokenizer</code> and <code>train-ar</code>.</p>";
+const INTRO: &str = "<h1>MergeVQ demo</h1><p>A MergeVQ tokenizer and a MergeAR generator trained on Fashion-MNIST (32×32, L = 64 tokens, 10-bit LFQ codes), and a colour tokenizer trained on free photos, all with this program's own <code>train-tokenizer</code> and <code>train-ar</code>.</p>";
 
 /// Records, once the page has loaded, how many images and tables it shows and whether every
 /// image decoded (the demo test reads these from the rendered page).
@@ -26,17 +26,20 @@ pub(super) fn write(
     m: &Models,
     rows: &[KRow],
     stats: &[Decoding],
+    photo: &[KRow],
     merge: usize,
     outs: &Outputs,
 ) -> Result<()> {
     let mut html = String::from(MARK) + STYLE + INTRO;
     html += &reconstruction_section(out, rows, m.tok.full_len())?;
     html += &generation_section(out, m, stats, merge)?;
+    html += &photo_section(out, photo, m.photo.full_len())?;
     let provenance = |f: &str| std::fs::read_to_string(asset(f).unwrap_or_default()).unwrap_or_default();
     html += &format!(
-        "<h2>Provenance</h2><pre>{}\n{}</pre>",
+        "<h2>Provenance</h2><pre>{}\n{}\n{}</pre>",
         provenance("assets/demo/tokenizer.provenance"),
-        provenance("assets/demo/gpt.provenance")
+        provenance("assets/demo/gpt.provenance"),
+        provenance("assets/photo/tokenizer.provenance")
     );
     html += FOOT;
     outs.write(&out.join("report.html"), FORMAT, html.as_bytes())
@@ -71,6 +74,16 @@ fn generation_section(out: &Path, m: &Models, stats: &[Decoding], merge: usize) 
     }
     html += &format!("</table><h3>MergeAR</h3><img alt=\"MergeAR samples\" src=\"{}\"><h3>Plain AR</h3><img alt=\"plain samples\" src=\"{}\">", png_data_uri(&out.join("samples_mergear.png"))?, png_data_uri(&out.join("samples_plain.png"))?);
     Ok(html)
+}
+
+/// The colour tokenizer on the bundled photo: the image and its PSNR/SSIM table per K.
+fn photo_section(out: &Path, rows: &[KRow], l: usize) -> Result<String> {
+    let mut html = format!("<h2>Colour tokenizer on a photo</h2><p>A MergeVQ tokenizer trained on 64² crops of 8 free photos, run on a held-out CC0 photo at 256² (L = {l} tokens: the model is convolutional). Left: the input; then for each K the reconstruction above its merge map.</p><img alt=\"photo\" src=\"{}\">", png_data_uri(&out.join("photo.png"))?);
+    html += &format!("<table id=\"photo\"><tr><th>K (of L = {l})</th><th>PSNR (dB)</th><th>SSIM</th></tr>");
+    for r in rows {
+        html += &format!("<tr><td>{}</td><td>{:.2}</td><td>{:.4}</td></tr>", r.k, r.psnr, r.ssim);
+    }
+    Ok(html + "</table>")
 }
 
 /// A PNG file as a base64 `data:` URI.

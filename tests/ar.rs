@@ -114,6 +114,16 @@ fn extract_train_generate() {
     ]));
     assert!(s.contains("tokens/s") && s.contains("peak KV-cache entries"), "{s}");
     assert_eq!(image::open(&grid).unwrap().width(), 64);
+    // --each: every sample as its own file, the same pixels as its cell of the grid.
+    let each = d.join("each");
+    ok(generate(&["--class", "3", "--num", "3", "--cfg", "1.5", "-o", grid_s, "--each", each.to_str().unwrap()]));
+    let g = image::open(&grid).unwrap().to_rgb8();
+    for i in 0..3u32 {
+        let one = image::open(each.join(format!("3_{i:05}.png"))).unwrap().to_rgb8();
+        assert_eq!(one.dimensions(), (32, 32));
+        let cell = image::imageops::crop_imm(&g, (i % 2) * 32, (i / 2) * 32, 32, 32).to_image();
+        assert_eq!(one, cell, "sample {i}");
+    }
 
     assert_clean_error(&generate(&["--num", "1", "-o", grid_s, "--class", "12"]), "class 12");
     assert_clean_error(&generate(&["--num", "1", "-o", grid_s, "--keep", "30"]), "K=30");

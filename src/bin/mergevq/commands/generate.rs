@@ -61,6 +61,10 @@ pub struct GenerateArgs {
     seed: u64,
     #[arg(short, long)]
     output: PathBuf,
+    /// Also write every sample as its own PNG into this folder (CLASS_INDEX.png, index from 0), e.g.
+    /// for `eval-gen --samples`.
+    #[arg(long)]
+    each: Option<PathBuf>,
     #[command(flatten)]
     large: LargeArgs,
 }
@@ -88,6 +92,9 @@ impl GenerateArgs {
         }
         let out = Outputs::new([&self.ar, &self.ar_config, &self.tokenizer, &self.config]);
         out.check(&self.output, Format::Image)?;
+        if let Some(dir) = &self.each {
+            out.dir(dir)?;
+        }
         let gcfg = GeneratorConfig::load(&self.ar_config)?;
         let cfg = TokenizerConfig::load(&self.config)?;
         // Classifier-free guidance runs the conditional and the unconditional sequence.
@@ -107,7 +114,7 @@ impl GenerateArgs {
             );
         }
         let merge = self.merge_index(&g.cfg, &tok)?;
-        let (grid, speed) = self.sample_grid(&g, &tok, merge)?;
+        let (grid, speed) = self.sample_grid(&g, &tok, merge, &out)?;
         save_image(&grid, &self.output, &out)?;
         println!(
             "{} images of class {} in batches of {}: {:.1} tokens/s, peak KV-cache entries {} (of {} positions), peak KV memory {:.2} MiB{}; wrote {}",
@@ -156,8 +163,14 @@ impl GenerateArgs {
     }
 
     /// Samples `num` images, `batch` at a time (image i draws from its own stream of the seed),
-    /// into a grid of ⌈√num⌉ columns, row by row.
-    fn sample_grid(&self, g: &Generator, tok: &Tokenizer, merge: Option<usize>) -> Result<(image::RgbImage, Speed)> {
+    /// into a grid of ⌈√num⌉ columns, row by row (and one file each with --each).
+    fn sample_grid(
+        &self,
+        g: &Generator,
+        tok: &Tokenizer,
+        merge: Option<usize>,
+        out: &Outputs,
+    ) -> Result<(image::RgbImage, Speed)> {
         let opts = self.opts();
         let res = tok.cfg.ddconfig.resolution as u32;
         let cols = (self.num as f64).sqrt().ceil() as u32;
@@ -186,6 +199,9 @@ impl GenerateArgs {
                 speed.tokens += s.codes.len();
                 speed.peak = speed.peak.max(s.peak_kv);
                 let img = tensor_to_rgb(tok.decode_codes(&s.codes)?.reshape([3, res as usize, res as usize]));
+                if let Some(dir) = &self.each {
+                    save_image(&img, &dir.join(format!("{}_{:05}.png", self.class, first + i)), out)?;
+                }
                 let at = (first + i) as u32;
                 image::imageops::overlay(&mut grid, &img, ((at % cols) * res) as i64, ((at / cols) * res) as i64);
             }

@@ -4,8 +4,9 @@
 # TF32 on both sides) and the ratio tables; steps stop being started after $BUDGET_S seconds.
 # Prepare here (x86-64; the whole work tree travels, 64 MiB at most):
 #   bin=$(scripts/build-gpu.sh) && mkdir -p .gpu && strip -o .gpu/mergevq "$bin" && xz -f .gpu/mergevq
-#   pip download --no-deps -d .gpu/wheels nvidia-cuda-crt==13.0.88 nvidia-cuda-cccl==13.0.85
-#   mkdir -p .gpu/golden && cp -r ../shared/golden/. .gpu/golden/
+#   mkdir -p .gpu/golden && cp -r ../shared/golden/{tome_merge,lfq,encoder,decoder,gpt} .gpu/golden/
+#   (only where the machine has no CUDA toolkit:
+#    pip download --no-deps -d .gpu/wheels nvidia-cuda-crt==13.0.88 nvidia-cuda-cccl==13.0.85)
 #   cp -r /path/to/MergeVQ .gpu/ref        # the reference checkout (without fig/)
 #   cp /work/.device/N/kernel-cache.tar.xz .gpu/   # the kernel caches an earlier run returned, if any
 # Run there from the repo root: bash bench/gpu.sh; results land in $OUT/gpu-results.tgz (rewritten
@@ -85,7 +86,7 @@ if [ -z "$ok" ]; then  # none clearly works: go on with the toolkit's, so the lo
 fi
 echo "CUDA_PATH=${CUDA_PATH:-}"
 M="/tmp/mergevq --device $DEV"
-# Correctness before speed: every golden case on the GPU, then CPU vs GPU tokens of trained weights
+# Correctness before speed: the golden cases carried (ToMe, LFQ, encoder, decoder, GPT), then CPU vs GPU tokens of trained weights
 # on real images (the bundled Fashion-MNIST tokenizer) and of G+R d64 on a photo.
 TAIL=40 run 120 parity $M parity .gpu/golden
 /tmp/mergevq init --config configs/mergevq_256_GR_d64.toml -o /tmp/gr.safetensors > /dev/null 2>&1

@@ -11,7 +11,7 @@ use mergevq::ar::sample::{generate, SampleOpts};
 use mergevq::eval::metrics::{psnr, ssim};
 use mergevq::eval::plot::LinePlot;
 use mergevq::io::data::Augment;
-use mergevq::io::image::{decode_image, merge_map, rgb_to_tensor, save_image, tensor_to_rgb};
+use mergevq::io::image::{decode_image, load_image, merge_map, rgb_to_tensor, save_image, tensor_to_rgb};
 use mergevq::io::marker::Format;
 use mergevq::io::output::Outputs;
 use mergevq::io::preprocess::Preprocess;
@@ -246,15 +246,8 @@ fn samples(m: &Models, merge: usize, out: &Path, outs: &Outputs) -> Result<Vec<D
 /// Step 3: the colour tokenizer on the bundled photo at [`PHOTO_KEEPS`], written as photo.png: the
 /// input, then one column per K with the reconstruction above its merge map.
 fn photo(tok: &Tokenizer, out: &Path, outs: &Outputs) -> Result<Vec<KRow>> {
-    let img = decode_image(&asset("assets/photo/coffee.png")?).context("the bundled photo is unreadable")?;
-    let aug = Augment {
-        resolution: PHOTO_RES as u32,
-        random_crop: false,
-        crop_scale: None,
-        flip: false,
-        preprocess: tok.cfg.preprocess,
-    };
-    let x = rgb_to_tensor(&aug.apply(&img, &mut StdRng::seed_from_u64(0)), &tok.device());
+    let (x, _) = load_image(&asset("assets/photo/coffee.png")?, PHOTO_RES, tok.cfg.preprocess, &tok.device())
+        .context("the bundled photo is unreadable")?;
     let input = tensor_to_rgb(x.clone().reshape([3, PHOTO_RES, PHOTO_RES]));
     let r = PHOTO_RES as u32;
     let mut grid = image::RgbImage::new(r * (1 + PHOTO_KEEPS.len() as u32), 2 * r);

@@ -48,12 +48,9 @@ pub(super) fn write(
 /// The reconstruction grid, the PSNR/SSIM table per K and the rate–distortion plot.
 fn reconstruction_section(out: &Path, rows: &[KRow], l: usize) -> Result<String> {
     let mut html = format!("<h2>Reconstruction at several kept counts K</h2><p>Top row: inputs. Then for each K: reconstructions and merge maps (each kept token's group in its own colour).</p><img alt=\"reconstructions\" src=\"{}\">", png_data_uri(&out.join("reconstructions.png"))?);
-    html += &format!("<table id=\"recon\"><tr><th>K (of L = {l})</th><th>PSNR (dB)</th><th>SSIM</th></tr>");
-    for r in rows {
-        html += &format!("<tr><td>{}</td><td>{:.2}</td><td>{:.4}</td></tr>", r.k, r.psnr, r.ssim);
-    }
+    html += &k_table("recon", rows, l);
     html += &format!(
-        "</table><p>Rate–distortion (PSNR against K):</p><img alt=\"rate-distortion\" src=\"{}\">",
+        "<p>Rate–distortion (PSNR against K):</p><img alt=\"rate-distortion\" src=\"{}\">",
         png_data_uri(&out.join("rate_distortion.png"))?
     );
     Ok(html)
@@ -78,12 +75,17 @@ fn generation_section(out: &Path, m: &Models, stats: &[Decoding], merge: usize) 
 
 /// The colour tokenizer on the bundled photo: the image and its PSNR/SSIM table per K.
 fn photo_section(out: &Path, rows: &[KRow], l: usize) -> Result<String> {
-    let mut html = format!("<h2>Colour tokenizer on a photo</h2><p>A MergeVQ tokenizer trained on 64² crops of 8 free photos, run on a held-out CC0 photo at 256² (L = {l} tokens: the model is convolutional). Left: the input; then for each K the reconstruction above its merge map.</p><img alt=\"photo\" src=\"{}\">", png_data_uri(&out.join("photo.png"))?);
-    html += &format!("<table id=\"photo\"><tr><th>K (of L = {l})</th><th>PSNR (dB)</th><th>SSIM</th></tr>");
+    let html = format!("<h2>Colour tokenizer on a photo</h2><p>A MergeVQ tokenizer trained on 64² crops of 8 free photos, run on a held-out CC0 photo at 256² (L = {l} tokens: the model is convolutional). Left: the input; then for each K the reconstruction above its merge map.</p><img alt=\"photo\" src=\"{}\">", png_data_uri(&out.join("photo.png"))?);
+    Ok(html + &k_table("photo", rows, l))
+}
+
+/// A table (HTML id `id`) of PSNR and SSIM per kept count K of L.
+fn k_table(id: &str, rows: &[KRow], l: usize) -> String {
+    let mut html = format!("<table id=\"{id}\"><tr><th>K (of L = {l})</th><th>PSNR (dB)</th><th>SSIM</th></tr>");
     for r in rows {
         html += &format!("<tr><td>{}</td><td>{:.2}</td><td>{:.4}</td></tr>", r.k, r.psnr, r.ssim);
     }
-    Ok(html + "</table>")
+    html + "</table>"
 }
 
 /// A PNG file as a base64 `data:` URI.

@@ -62,7 +62,7 @@ const CASES: &[Case] = &[
     case(generate!("--class", "10"), 1, "class 10"),
     case(generate!("--keep", "0"), 2, "--keep"),
     case(generate!("--keep", "18446744073709551615"), 2, "--keep"),
-    case(generate!("--keep", "16"), 1, "K=16"),
+    case(generate!("--keep", "17"), 1, "K=17"),
     case(generate!("--window", "3"), 1, "--window"),
     case(generate!("--mergear", "--window", "-2"), 2, "--window"),
     case(generate!("--seed", "-1"), 2, "--seed"),

@@ -61,11 +61,17 @@ fn inner_threads(tiles: usize) -> usize {
     }
 }
 
-/// y = conv(x, w) + bias, y freshly allocated [B, O, oh, ow].
+/// y = conv(x, w) + bias, y freshly allocated [B, O, oh, ow]: Winograd where it applies, else
+/// im2col.
 pub fn forward(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     if super::winograd::applies(g) && !super::winograd::disabled() {
         return super::winograd::forward(g, x, w, bias);
     }
+    im2col_forward(g, x, w, bias)
+}
+
+/// y = conv(x, w) + bias through patch matrices (any geometry).
+pub fn im2col_forward(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     let (n_out, n_in, rows) = (g.n_out(), g.n_in(), g.rows());
     let mut y = Vec::<f32>::with_capacity(g.batch * g.c_out * n_out);
     let work = tiles(g, rows);

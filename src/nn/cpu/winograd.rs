@@ -47,12 +47,20 @@ pub fn forward(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32>
     }
 }
 
+/// `at(xi)`: the values of M[xi] for one tile row.
+pub type TileRow<'a, 'm> = &'a dyn Fn(usize) -> &'m [f32];
+/// Receives one finished output row: (row within the tile, its values).
+pub type Emit<'a> = &'a mut dyn FnMut(usize, &[f32]);
+
 /// One Winograd variant: its output tile M, its patch A = M + 2, and its three transforms.
 pub trait Tile {
     const M: usize;
     const A: usize;
-    /// Scratch floats `input_row` and `output_rows` need for `tw` tiles per row.
-    fn scratch(tw: usize) -> usize;
+    /// Scratch floats `input_row` and `output_rows` need for `tw` tiles per row: A rows of M
+    /// column phases, twice.
+    fn scratch(tw: usize) -> usize {
+        2 * Self::A * Self::M * (tw + 1)
+    }
     /// U = G·g·Gᵀ of one 3×3 kernel `k`: A² values, row-major.
     fn weights(k: &[f32]) -> [f32; 36];
     /// Bᵀ·d·B of every tile in one tile row of one channel plane, d the A input rows from `y0`
@@ -60,12 +68,7 @@ pub trait Tile {
     fn input_row(g: &Geom, plane: &[f32], y0: isize, scratch: &mut [f32], v: &mut [f32], stride: usize);
     /// Aᵀ·M·A + bias of one tile row (`at(xi)` the tw values of M[xi]): hands each of the M output
     /// rows, interleaved back into columns (M·tw values), to `emit(row, values)`.
-    fn output_rows<'m>(
-        at: &dyn Fn(usize) -> &'m [f32],
-        bias: f32,
-        scratch: &mut [f32],
-        emit: &mut dyn FnMut(usize, &[f32]),
-    );
+    fn output_rows<'m>(at: TileRow<'_, 'm>, bias: f32, scratch: &mut [f32], emit: Emit<'_>);
 }
 
 /// F(2×2, 3×3): transforms of ±1 and ½ only (exact up to rounding); rows split into even and odd
@@ -75,10 +78,6 @@ pub struct F2;
 impl Tile for F2 {
     const M: usize = 2;
     const A: usize = 4;
-
-    fn scratch(tw: usize) -> usize {
-        8 * (tw + 1)
-    }
 
     fn weights(k: &[f32]) -> [f32; 36] {
         let mut t = [[0.0f32; 3]; 4];
@@ -149,12 +148,7 @@ impl Tile for F2 {
         }
     }
 
-    fn output_rows<'m>(
-        at: &dyn Fn(usize) -> &'m [f32],
-        bias: f32,
-        scratch: &mut [f32],
-        emit: &mut dyn FnMut(usize, &[f32]),
-    ) {
+    fn output_rows<'m>(at: TileRow<'_, 'm>, bias: f32, scratch: &mut [f32], emit: Emit<'_>) {
         let tw = at(0).len();
         let (ev, rest) = scratch.split_at_mut(tw);
         let (od, row) = rest.split_at_mut(tw);
@@ -212,10 +206,6 @@ fn at6(m: [f32; 6]) -> [f32; 4] {
 impl Tile for F4 {
     const M: usize = 4;
     const A: usize = 6;
-
-    fn scratch(tw: usize) -> usize {
-        48 * (tw + 1)
-    }
 
     fn weights(k: &[f32]) -> [f32; 36] {
         // G rows: ¼ 0 0 / −⅙ −⅙ −⅙ / −⅙ ⅙ −⅙ / 1⁄24 1⁄12 ⅙ / 1⁄24 −1⁄12 ⅙ / 0 0 1.
@@ -276,12 +266,7 @@ impl Tile for F4 {
         }
     }
 
-    fn output_rows<'m>(
-        at: &dyn Fn(usize) -> &'m [f32],
-        bias: f32,
-        scratch: &mut [f32],
-        emit: &mut dyn FnMut(usize, &[f32]),
-    ) {
+    fn output_rows<'m>(at: TileRow<'_, 'm>, bias: f32, scratch: &mut [f32], emit: Emit<'_>) {
         let tw = at(0).len();
         let (s, row) = scratch.split_at_mut(24 * tw);
         // Aᵀ down the rows: s[rr·6 + j] = output row rr's combination of column j.

@@ -15,10 +15,10 @@ thread_local! {
     static COL: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` with a per-thread scratch buffer of at least `len` elements. A thread that steals
-/// another tile while its own product waits (nested rayon) finds the buffer taken and uses a
-/// fresh one.
-fn with_col<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+/// Runs `f` with a per-thread scratch buffer of at least `len` elements (the patch matrices here,
+/// Winograd's blocks). A thread that steals another tile while its own product waits (nested
+/// rayon) finds the buffer taken and uses a fresh one.
+pub(super) fn with_col<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     COL.with(|c| match c.try_borrow_mut() {
         Ok(mut c) => {
             if c.len() < len {

@@ -5,18 +5,13 @@
 //! (G·g·Gᵀ; one matrix product each) and transformed back (Aᵀ·M·A) with the bias fused into the
 //! store. The transforms run along rows split into m column phases, so every inner loop is a
 //! contiguous one the compiler vectorises.
-use super::conv::SendPtr;
+use super::conv::{with_col, SendPtr};
 use super::gemm::{matmul, Mat};
 use super::im2col::Geom;
 use rayon::prelude::*;
-use std::cell::RefCell;
 
 /// Target matrix elements per block: V and M of a block stay near 1 MiB.
 const BLOCK_ELEMS: usize = 1 << 18;
-
-thread_local! {
-    static BUF: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
 
 /// Whether these kernels compute the geometry (any size, with partial tiles at the edges).
 pub fn computes(g: &Geom) -> bool {
@@ -373,15 +368,7 @@ pub fn forward_tile<T: Tile>(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]
                 }
             }
         };
-        BUF.with(|buf| match buf.try_borrow_mut() {
-            Ok(mut held) => {
-                if held.len() < need {
-                    held.resize(need, 0.0);
-                }
-                run(&mut held[..need]);
-            }
-            Err(_) => run(&mut vec![0.0; need]),
-        });
+        with_col(need, run);
     });
     // SAFETY: every output row of every channel and image is written above, every column.
     unsafe { y.set_len(g.batch * co * h * wd) };

@@ -8,22 +8,28 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::Distribution;
 use mergevq::nn::cpu;
 
-/// (x dims, c_out, kernel, stride, padding)
-const CASES: &[([usize; 4], usize, usize, usize, usize)] = &[
-    ([2, 5, 7, 9], 6, 3, 1, 1),
-    ([1, 3, 8, 11], 4, 3, 2, 1),
-    ([2, 3, 9, 7], 5, 3, 2, 0),
-    ([3, 4, 5, 5], 7, 1, 1, 0),
-    ([1, 6, 8, 8], 5, 4, 4, 0),
-    ([1, 33, 40, 37], 17, 3, 1, 1),
-    ([2, 9, 5, 7], 8, 3, 1, 1),
-    ([1, 16, 4, 4], 12, 3, 1, 1),
-    ([2, 40, 13, 21], 9, 1, 1, 0),
-    ([1, 3, 9, 10], 4, 3, 1, 0),
-    ([1, 2, 7, 6], 3, 5, 1, 2),
-    ([5, 40, 2, 2], 24, 3, 1, 1),
-    ([4, 24, 4, 4], 10, 3, 2, 1),
-    ([1, 8, 130, 131], 9, 3, 1, 1),
+/// (x dims, c_out, kernel [kh, kw], stride, padding [rows, columns])
+const CASES: &[([usize; 4], usize, [usize; 2], usize, [usize; 2])] = &[
+    ([2, 5, 7, 9], 6, [3, 3], 1, [1, 1]),
+    ([1, 3, 8, 11], 4, [3, 3], 2, [1, 1]),
+    ([2, 3, 9, 7], 5, [3, 3], 2, [0, 0]),
+    ([3, 4, 5, 5], 7, [1, 1], 1, [0, 0]),
+    ([1, 6, 8, 8], 5, [4, 4], 4, [0, 0]),
+    ([1, 33, 40, 37], 17, [3, 3], 1, [1, 1]),
+    ([2, 9, 5, 7], 8, [3, 3], 1, [1, 1]),
+    ([1, 16, 4, 4], 12, [3, 3], 1, [1, 1]),
+    ([2, 40, 13, 21], 9, [1, 1], 1, [0, 0]),
+    ([1, 3, 9, 10], 4, [3, 3], 1, [0, 0]),
+    ([1, 2, 7, 6], 3, [5, 5], 1, [2, 2]),
+    ([5, 40, 2, 2], 24, [3, 3], 1, [1, 1]),
+    ([4, 24, 4, 4], 10, [3, 3], 2, [1, 1]),
+    ([1, 8, 130, 131], 9, [3, 3], 1, [1, 1]),
+    // InceptionV3's factorised kernels: rectangular, padded along one axis only.
+    ([2, 6, 9, 11], 5, [1, 7], 1, [0, 3]),
+    ([1, 7, 10, 6], 4, [7, 1], 1, [3, 0]),
+    ([2, 5, 8, 8], 6, [1, 3], 1, [0, 1]),
+    ([1, 4, 9, 7], 3, [3, 1], 2, [1, 0]),
+    ([1, 3, 7, 9], 5, [2, 3], 1, [1, 0]),
 ];
 
 fn max_diff(a: Tensor<4>, b: Tensor<4>) -> f32 {
@@ -44,12 +50,12 @@ struct Grads {
 }
 
 /// Output and gradients of Σ(y·r) through the kernel (`fast`) or Burn's conv.
-fn run(fast: bool, x: &Tensor<4>, w: &Tensor<4>, b: &Tensor<1>, r: &Tensor<4>, s: usize, p: usize) -> Grads {
+fn run(fast: bool, x: &Tensor<4>, w: &Tensor<4>, b: &Tensor<1>, r: &Tensor<4>, s: usize, p: [usize; 2]) -> Grads {
     let (x, w, b) = (x.clone().require_grad(), w.clone().require_grad(), b.clone().require_grad());
     let y = if fast {
         cpu::conv2d(x.clone(), w.clone(), Some(b.clone()), s, p)
     } else {
-        conv2d(x.clone(), w.clone(), Some(b.clone()), ConvOptions::new([s; 2], [p; 2], [1, 1], 1))
+        conv2d(x.clone(), w.clone(), Some(b.clone()), ConvOptions::new([s; 2], p, [1, 1], 1))
     };
     let grads = (y.clone() * r.clone()).sum().backward();
     let (dx, dw, db) = (x.grad(&grads).unwrap(), w.grad(&grads).unwrap(), b.grad(&grads).unwrap());
@@ -60,12 +66,12 @@ fn compare_all() {
     let device = mergevq::device().autodiff();
     for &(xd, co, k, s, p) in CASES {
         let x = Tensor::<4>::random(xd, Distribution::Normal(0.0, 1.0), &device);
-        let w = Tensor::<4>::random([co, xd[1], k, k], Distribution::Normal(0.0, 0.3), &device);
+        let w = Tensor::<4>::random([co, xd[1], k[0], k[1]], Distribution::Normal(0.0, 0.3), &device);
         let b = Tensor::<1>::random([co], Distribution::Normal(0.0, 1.0), &device);
-        let probe = conv2d(x.clone(), w.clone(), None, ConvOptions::new([s; 2], [p; 2], [1, 1], 1));
+        let probe = conv2d(x.clone(), w.clone(), None, ConvOptions::new([s; 2], p, [1, 1], 1));
         let r = Tensor::<4>::random(probe.dims(), Distribution::Normal(0.0, 1.0), &device);
         let (f, g) = (run(true, &x, &w, &b, &r, s, p), run(false, &x, &w, &b, &r, s, p));
-        let case = format!("x {xd:?} c_out {co} k {k} s {s} p {p}");
+        let case = format!("x {xd:?} c_out {co} k {k:?} s {s} p {p:?}");
         assert_eq!(f.y.dims(), g.y.dims(), "{case}");
         let errs = [
             ("y", max_diff(f.y, g.y)),
@@ -89,7 +95,7 @@ fn inference_tensors_take_the_kernel_and_match() {
     let device = mergevq::device();
     let x = Tensor::<4>::random([2, 7, 10, 9], Distribution::Normal(0.0, 1.0), &device);
     let w = Tensor::<4>::random([5, 7, 3, 3], Distribution::Normal(0.0, 0.3), &device);
-    let fast = cpu::conv2d(x.clone(), w.clone(), None, 1, 1);
+    let fast = cpu::conv2d(x.clone(), w.clone(), None, 1, [1, 1]);
     let slow = conv2d(x, w, None, ConvOptions::new([1; 2], [1; 2], [1, 1], 1));
     assert!(max_diff(fast, slow) < 1e-5);
 }
@@ -106,9 +112,12 @@ fn portable_path_matches_generic() {
 
 #[test]
 fn unusual_geometry_is_refused_not_panicking() {
-    assert!(cpu::im2col::Geom::new([1, 3, 2, 2], [4, 3, 5, 5], 1, 0).is_none());
-    assert!(cpu::im2col::Geom::new([1, 3, 8, 8], [4, 2, 3, 3], 1, 1).is_none());
-    assert!(cpu::im2col::Geom::new([1, 3, 8, 8], [4, 3, 3, 1], 1, 1).is_none());
+    use cpu::im2col::Geom;
+    assert!(Geom::new([1, 3, 2, 2], [4, 3, 5, 5], 1, [0, 0]).is_none());
+    assert!(Geom::new([1, 3, 2, 8], [4, 3, 5, 1], 1, [1, 0]).is_none());
+    assert!(Geom::new([1, 3, 8, 8], [4, 2, 3, 3], 1, [1, 1]).is_none());
+    assert!(Geom::new([1, 3, 8, 8], [4, 3, 0, 3], 1, [1, 1]).is_none());
+    assert!(Geom::new([1, 3, 8, 8], [4, 3, 3, 3], 0, [1, 1]).is_none());
 }
 
 #[test]
@@ -124,7 +133,7 @@ fn winograd_matches_the_direct_kernel() {
         ([1, 3, 1, 2], 2),
         ([1, 2, 3, 1], 5),
     ] {
-        let g = Geom::new(xd, [co, xd[1], 3, 3], 1, 1).unwrap();
+        let g = Geom::new(xd, [co, xd[1], 3, 3], 1, [1, 1]).unwrap();
         assert!(cpu::winograd::computes(&g));
         let fill = |n: usize, seed: u32| {
             (0..n)
@@ -253,7 +262,7 @@ fn patch_matrix_of_whole_rows_equals_the_general_gather() {
     for (xd, k, s, p) in
         [([3, 7, 9], 3, 1, 1), ([2, 6, 5], 3, 1, 0), ([2, 8, 7], 5, 1, 2), ([4, 5, 6], 1, 1, 0), ([2, 9, 8], 3, 2, 1)]
     {
-        let g = Geom::new([1, xd[0], xd[1], xd[2]], [2, xd[0], k, k], s, p).unwrap();
+        let g = Geom::new([1, xd[0], xd[1], xd[2]], [2, xd[0], k, k], s, [p, p]).unwrap();
         let x = fill(xd.iter().product(), 13);
         let (rows, n) = (g.rows(), g.n_out());
         let mut whole = vec![f32::NAN; rows * n];
@@ -274,5 +283,35 @@ fn patch_matrix_of_whole_rows_equals_the_general_gather() {
             p0 = p1;
         }
         assert_eq!(whole, pieces, "x {xd:?} k {k} stride {s} pad {p}");
+    }
+}
+
+/// The host 3×3 pooling against Burn's: max and mean (padding excluded from the count), stride 1
+/// and 2, padded or not, odd sizes and maps of exactly 3 rows or columns.
+#[test]
+fn pooling_matches_generic() {
+    use burn::tensor::module::{avg_pool2d, max_pool2d};
+    use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
+    use mergevq::nn::pool::{pool3, Pool};
+    let device = mergevq::device();
+    for (xd, s, p) in
+        [([2, 3, 9, 8], 1, 1), ([1, 4, 11, 7], 2, 0), ([1, 2, 3, 5], 1, 0), ([2, 2, 8, 3], 2, 1), ([1, 1, 1, 4], 1, 1)]
+    {
+        let x = Tensor::<4>::random(xd, Distribution::Normal(0.0, 1.0), &device);
+        let mut mo = MaxPoolOptions::new([3, 3]);
+        mo.stride = [s, s];
+        mo.padding = [(p, p), (p, p)];
+        let ao = AvgPoolOptions {
+            kernel_size: [3, 3],
+            stride: [s, s],
+            padding: [(p, p), (p, p)],
+            count_include_pad: false,
+            ceil_mode: false,
+        };
+        let (m, a) = (max_pool2d(x.clone(), mo), avg_pool2d(x.clone(), ao));
+        let (pm, pa) = (pool3(x.clone(), Pool::Max, s, p), pool3(x, Pool::Avg, s, p));
+        assert_eq!((pm.dims(), pa.dims()), (m.dims(), a.dims()), "x {xd:?} s {s} p {p}");
+        assert!(max_diff(pm, m) == 0.0, "max pool, x {xd:?} s {s} p {p}");
+        assert!(max_diff(pa, a) < 1e-6, "mean pool, x {xd:?} s {s} p {p}");
     }
 }

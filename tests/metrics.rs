@@ -48,6 +48,52 @@ fn fid_matches_scipy() {
     assert!(same.abs() < 1e-6, "FID(a, a) = {same}");
 }
 
+/// FID's three routes to Tr((Σ₁Σ₂)^½) — the low-rank factor (fewer images than features), Cholesky,
+/// and the eigenvectors of a singular covariance — agree with Σ₁^½ Σ₂ Σ₁^½ computed directly.
+#[test]
+fn fid_routes_match_the_direct_square_root() {
+    use nalgebra::{DMatrix, SymmetricEigen};
+    let direct = |a: &Stats, b: &Stats| {
+        let e = SymmetricEigen::new(a.sigma.clone());
+        let s1 = &e.eigenvectors
+            * DMatrix::from_diagonal(&e.eigenvalues.map(|v| v.max(0.0).sqrt()))
+            * e.eigenvectors.transpose();
+        let m = &s1 * &b.sigma * &s1;
+        let tr: f64 =
+            SymmetricEigen::new((&m + m.transpose()) * 0.5).eigenvalues.iter().map(|v| v.max(0.0).sqrt()).sum();
+        let diff = &a.mu - &b.mu;
+        diff.dot(&diff) + a.sigma.trace() + b.sigma.trace() - 2.0 * tr
+    };
+    // Rank-deficient with more images than features: the last 8 features repeat earlier ones.
+    let singular = |seed, n| -> Vec<Vec<f32>> {
+        features(seed, n, 64, 0.2)
+            .into_iter()
+            .map(|mut r| {
+                (56..64).for_each(|j| r[j] = r[j - 50]);
+                r
+            })
+            .collect()
+    };
+    let cases = [
+        (features(1, 40, 64, 0.0), features(2, 50, 64, 0.1)),
+        (features(3, 50, 64, 0.0), features(4, 30, 64, 0.3)),
+        (features(5, 40, 64, 0.0), features(6, 300, 64, 0.1)),
+        (features(7, 300, 64, 0.0), features(8, 40, 64, 0.1)),
+        (features(9, 300, 64, 0.0), features(10, 200, 64, 0.1)),
+        (singular(11, 200), features(12, 200, 64, 0.0)),
+        (singular(13, 200), singular(14, 100)),
+    ];
+    for (i, (a, b)) in cases.iter().enumerate() {
+        let (sa, sb) = (Stats::from_features(a), Stats::from_features(b));
+        let (got, want) = (frechet_distance(&sa, &sb), direct(&sa, &sb));
+        assert!(want > 0.1 && ((got - want) / want).abs() < 1e-6, "case {i}: FID {got} vs direct {want}");
+        let back = frechet_distance(&sb, &sa);
+        assert!(((back - want) / want).abs() < 1e-6, "case {i}: FID(b, a) {back} vs {want}");
+        let same = frechet_distance(&sa, &sa);
+        assert!(same.abs() < 1e-6 * sa.sigma.trace(), "case {i}: FID(a, a) = {same}");
+    }
+}
+
 #[test]
 fn ssim_and_psnr_match_skimage() {
     let f = fixtures();

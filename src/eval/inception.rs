@@ -4,11 +4,12 @@
 //! converted). Batch norm runs in evaluation mode and is folded into a scale and shift.
 use crate::io::scope::Scope;
 use crate::io::weights::{Init, Weights};
+use crate::nn::pool::{pool3, Pool};
 use anyhow::Result;
 use burn::prelude::*;
 use burn::tensor::activation::relu;
-use burn::tensor::module::{avg_pool2d, conv2d, max_pool2d};
-use burn::tensor::ops::{AvgPoolOptions, ConvOptions, MaxPoolOptions};
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
 
 /// How images in [0, 1] are mapped to the network's input range.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -19,14 +20,14 @@ pub enum InputRange {
     Tf,
 }
 
-/// conv (no bias) → BatchNorm (eps 1e-3, folded) → ReLU.
+/// conv (no bias) → BatchNorm (eps 1e-3, evaluation mode) → ReLU, with the BatchNorm folded into
+/// the convolution: weight·scale and bias = shift per output channel.
 #[derive(Clone, Debug)]
 struct BasicConv {
     weight: Tensor<4>,
-    scale: Tensor<4>,
-    shift: Tensor<4>,
+    bias: Tensor<1>,
     stride: usize,
-    pad: (usize, usize),
+    pad: [usize; 2],
 }
 
 impl BasicConv {
@@ -40,7 +41,7 @@ impl BasicConv {
     ) -> Result<Self> {
         let dev = w.device();
         let get = |n: &str, shape: &[usize], init: Init| -> Result<Vec<f32>> { Ok(w.host(n, shape, init)?.data) };
-        let weight = get("conv.weight", &[c_out, c_in, k.0, k.1], Init::FanIn(c_in * k.0 * k.1))?;
+        let mut weight = get("conv.weight", &[c_out, c_in, k.0, k.1], Init::FanIn(c_in * k.0 * k.1))?;
         let gamma = get("bn.weight", &[c_out], Init::Const(1.0))?;
         let beta = get("bn.bias", &[c_out], Init::Const(0.0))?;
         let mean = get("bn.running_mean", &[c_out], Init::Const(0.0))?;
@@ -48,23 +49,24 @@ impl BasicConv {
         let _ = w.host("bn.num_batches_tracked", &[], Init::Const(0.0)).ok();
         let scale: Vec<f32> = (0..c_out).map(|i| gamma[i] / (var[i] + 1e-3).sqrt()).collect();
         let shift: Vec<f32> = (0..c_out).map(|i| beta[i] - mean[i] * scale[i]).collect();
+        for (row, s) in weight.chunks_exact_mut(c_in * k.0 * k.1).zip(&scale) {
+            row.iter_mut().for_each(|v| *v *= s);
+        }
         Ok(Self {
             weight: Tensor::from_data(TensorData::new(weight, [c_out, c_in, k.0, k.1]), dev),
-            scale: Tensor::from_data(TensorData::new(scale, [1, c_out, 1, 1]), dev),
-            shift: Tensor::from_data(TensorData::new(shift, [1, c_out, 1, 1]), dev),
+            bias: Tensor::from_data(TensorData::new(shift, [c_out]), dev),
             stride,
-            pad,
+            pad: [pad.0, pad.1],
         })
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = conv2d(
-            x,
-            self.weight.clone(),
-            None,
-            ConvOptions::new([self.stride; 2], [self.pad.0, self.pad.1], [1, 1], 1),
-        );
-        relu(y * self.scale.clone() + self.shift.clone())
+        let (w, b) = (self.weight.clone(), Some(self.bias.clone()));
+        #[cfg(feature = "flex")]
+        if crate::nn::cpu::enabled(&x) {
+            return relu(crate::nn::cpu::conv2d(x, w, b, self.stride, self.pad));
+        }
+        relu(conv2d(x, w, b, ConvOptions::new([self.stride; 2], self.pad, [1, 1], 1)))
     }
 }
 
@@ -73,23 +75,11 @@ fn c1(w: Scope, ci: usize, co: usize) -> Result<BasicConv> {
 }
 
 fn avg3(x: Tensor<4>) -> Tensor<4> {
-    avg_pool2d(
-        x,
-        AvgPoolOptions {
-            kernel_size: [3, 3],
-            stride: [1, 1],
-            padding: [(1, 1), (1, 1)],
-            count_include_pad: false,
-            ceil_mode: false,
-        },
-    )
+    pool3(x, Pool::Avg, 1, 1)
 }
 
 fn max3(x: Tensor<4>, stride: usize, pad: usize) -> Tensor<4> {
-    let mut o = MaxPoolOptions::new([3, 3]);
-    o.stride = [stride, stride];
-    o.padding = [(pad, pad), (pad, pad)];
-    max_pool2d(x, o)
+    pool3(x, Pool::Max, stride, pad)
 }
 
 #[derive(Clone, Debug)]

@@ -93,12 +93,14 @@ pub fn ssim(a: &RgbImage, b: &RgbImage) -> f64 {
     total / 3.0
 }
 
-/// Mean and covariance (unbiased, as numpy.cov) of feature rows.
+/// Mean and covariance (unbiased, as numpy.cov) of feature rows; with fewer rows than features
+/// also the centred rows B scaled so that Σ = BᵀB (the covariance's low-rank factor).
 #[derive(Clone, Debug)]
 pub struct Stats {
     pub mu: DVector<f64>,
     pub sigma: DMatrix<f64>,
     pub n: usize,
+    pub(crate) factor: Option<DMatrix<f64>>,
 }
 
 impl Stats {
@@ -107,32 +109,46 @@ impl Stats {
         let d = f.first().map(|r| r.len()).unwrap_or(0);
         let x = DMatrix::<f64>::from_fn(n, d, |i, j| f[i][j] as f64);
         let mu = DVector::from_fn(d, |j, _| x.column(j).mean());
-        let mut xc = x;
+        let mut b = x;
+        let scale = 1.0 / ((n.max(2) - 1) as f64).sqrt();
         for j in 0..d {
             let m = mu[j];
-            xc.column_mut(j).iter_mut().for_each(|v| *v -= m);
+            b.column_mut(j).iter_mut().for_each(|v| *v = (*v - m) * scale);
         }
-        let sigma = xc.transpose() * &xc / ((n.max(2) - 1) as f64);
-        Self { mu, sigma, n }
+        let sigma = b.tr_mul(&b);
+        Self { mu, sigma, n, factor: (n <= d).then_some(b) }
     }
 }
 
-/// √ of a symmetric positive semi-definite matrix (negative eigenvalues clamped to 0).
-fn sqrt_psd(m: &DMatrix<f64>) -> DMatrix<f64> {
-    let e = SymmetricEigen::new(m.clone());
-    let s = DMatrix::from_diagonal(&e.eigenvalues.map(|v| v.max(0.0).sqrt()));
-    &e.eigenvectors * s * e.eigenvectors.transpose()
+/// Tr((Σ₁Σ₂)^½) = Σ √λ(Σ₁Σ₂), from a symmetric matrix with the same non-zero eigenvalues:
+/// B Σ₂ Bᵀ when Σ₁ = BᵀB has a factor with fewer rows than features (n × n instead of d × d),
+/// else Lᵀ Σ₂ L with Σ₁ = LLᵀ (Cholesky), else Σ₁^½ Σ₂ Σ₁^½ (eigenvectors of a singular Σ₁).
+fn trace_sqrt_product(a: &Stats, b: &Stats) -> f64 {
+    let (a, b) = match (&a.factor, &b.factor) {
+        (Some(_), Some(_)) if b.n < a.n => (b, a),
+        (None, Some(_)) => (b, a),
+        _ => (a, b),
+    };
+    let m = if let Some(f) = &a.factor {
+        f * &b.sigma * f.transpose()
+    } else if let Some(c) = a.sigma.clone().cholesky() {
+        let l = c.l();
+        l.tr_mul(&b.sigma) * l
+    } else {
+        let e = SymmetricEigen::new(a.sigma.clone());
+        let s1 = &e.eigenvectors
+            * DMatrix::from_diagonal(&e.eigenvalues.map(|v| v.max(0.0).sqrt()))
+            * e.eigenvectors.transpose();
+        &s1 * &b.sigma * &s1
+    };
+    let m = (&m + m.transpose()) * 0.5;
+    m.symmetric_eigenvalues().iter().map(|v| v.max(0.0).sqrt()).sum()
 }
 
-/// Fréchet distance ‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^½). Tr((Σ₁Σ₂)^½) is computed as
-/// Σ √λ of the symmetric Σ₁^½ Σ₂ Σ₁^½, which has the same eigenvalues and is stable.
+/// Fréchet distance ‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^½).
 pub fn frechet_distance(a: &Stats, b: &Stats) -> f64 {
     let diff = &a.mu - &b.mu;
-    let s1 = sqrt_psd(&a.sigma);
-    let m = &s1 * &b.sigma * &s1;
-    let m = (&m + m.transpose()) * 0.5;
-    let tr_sqrt: f64 = SymmetricEigen::new(m).eigenvalues.iter().map(|v| v.max(0.0).sqrt()).sum();
-    diff.dot(&diff) + a.sigma.trace() + b.sigma.trace() - 2.0 * tr_sqrt
+    diff.dot(&diff) + a.sigma.trace() + b.sigma.trace() - 2.0 * trace_sqrt_product(a, b)
 }
 
 /// Kernel Inception Distance: unbiased MMD² with the kernel (x·y/d + 1)³, averaged over

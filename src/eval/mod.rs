@@ -350,6 +350,7 @@ pub fn load_stats(path: &Path) -> Result<(Stats, Vec<Vec<f32>>)> {
         mu: nalgebra::DVector::from_iterator(d, mu.data.iter().map(|&v| v as f64)),
         sigma: nalgebra::DMatrix::from_iterator(d, d, sigma.data.iter().map(|&v| v as f64)),
         n: feats.len(),
+        factor: None,
     };
     Ok((s, feats))
 }

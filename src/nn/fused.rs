@@ -49,7 +49,7 @@ fn silu_scalar(x: f32) -> f32 {
     x / (1.0 + exp(-x))
 }
 
-fn host<const D: usize>(x: Tensor<D>) -> ([usize; D], Device, Vec<f32>) {
+pub(crate) fn host<const D: usize>(x: Tensor<D>) -> ([usize; D], Device, Vec<f32>) {
     let (dims, device) = (x.dims(), x.device());
     let v = crate::io::readback::floats(x);
     (dims, device, v)

@@ -3,6 +3,7 @@
 #[cfg(feature = "flex")]
 pub mod cpu;
 pub mod fused;
+pub mod pool;
 
 use crate::io::{scope::Scope, weights::Init};
 use anyhow::Result;
@@ -114,10 +115,9 @@ impl Conv2d {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         #[cfg(feature = "flex")]
         {
-            let [_, _, kh, kw] = self.weight.dims();
-            if self.groups == 1 && kh == kw && cpu::enabled(&x) {
+            if self.groups == 1 && cpu::enabled(&x) {
                 let bias = self.bias.as_ref().map(|b| b.val());
-                return cpu::conv2d(x, self.weight.val(), bias, self.stride, self.padding);
+                return cpu::conv2d(x, self.weight.val(), bias, self.stride, [self.padding; 2]);
             }
         }
         conv2d(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()), self.options())

@@ -105,14 +105,14 @@ pub fn im2col_forward(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> V
 
 /// ∂L/∂x for ∂L/∂y `dy` ([B, O, oh, ow]), x of geometry `g`.
 pub fn input_grad(g: &Geom, w: &[f32], dy: &[f32]) -> Vec<f32> {
-    let (k, co, ci) = (g.k, g.c_out, g.c_in);
+    let (t, co, ci) = (g.taps(), g.c_out, g.c_in);
     if g.same() {
-        // dx = conv(dy, w'), w'[i, o, a, b] = w[o, i, k-1-a, k-1-b], same padding.
+        // dx = conv(dy, w'), w'[i, o, a, b] = w[o, i, kh-1-a, kw-1-b], same padding.
         let mut wt = vec![0.0f32; w.len()];
         for o in 0..co {
             for i in 0..ci {
-                for t in 0..k * k {
-                    wt[(i * co + o) * k * k + (k * k - 1 - t)] = w[(o * ci + i) * k * k + t];
+                for j in 0..t {
+                    wt[(i * co + o) * t + (t - 1 - j)] = w[(o * ci + i) * t + j];
                 }
             }
         }
@@ -139,7 +139,7 @@ pub fn input_grad(g: &Geom, w: &[f32], dy: &[f32]) -> Vec<f32> {
     dx
 }
 
-/// ∂L/∂w ([O, C, k, k]) for input `x` and ∂L/∂y `dy`.
+/// ∂L/∂w ([O, C, kh, kw]) for input `x` and ∂L/∂y `dy`.
 pub fn weight_grad(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let (n_out, n_in, rows, co) = (g.n_out(), g.n_in(), g.rows(), g.c_out);
     let work = tiles(g, rows);

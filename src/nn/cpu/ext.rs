@@ -18,13 +18,14 @@ use burn::tensor::{DType, TensorData};
 
 #[backend_extension(Flex, Autodiff)]
 pub trait CpuConv: Backend {
-    /// conv2d(x, weight) + bias, square kernel, symmetric padding, one group.
+    /// conv2d(x, weight) + bias: any kernel size, the same stride along both axes, padding
+    /// [rows, columns] on both sides, one group.
     fn mvq_conv2d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         stride: usize,
-        padding: usize,
+        padding: [usize; 2],
     ) -> FloatTensor<Self>;
 }
 
@@ -47,17 +48,22 @@ fn tensor(v: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
 }
 
 /// The kernel geometry and contiguous operands, or None when the generic path must run.
-fn prepare(x: &FlexTensor, w: &FlexTensor, stride: usize, padding: usize) -> Option<(Geom, FlexTensor, FlexTensor)> {
+fn prepare(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    stride: usize,
+    padding: [usize; 2],
+) -> Option<(Geom, FlexTensor, FlexTensor)> {
     let g = Geom::new(dims4(x)?, dims4(w)?, stride, padding)?;
     let (x, w) = (x.to_contiguous(), w.to_contiguous());
     (f32s(&x).is_some() && f32s(&w).is_some()).then_some((g, x, w))
 }
 
-fn options(stride: usize, padding: usize) -> ConvOptions<2> {
-    ConvOptions::new([stride; 2], [padding; 2], [1, 1], 1)
+fn options(stride: usize, padding: [usize; 2]) -> ConvOptions<2> {
+    ConvOptions::new([stride; 2], padding, [1, 1], 1)
 }
 
-fn flex_forward(x: FlexTensor, w: FlexTensor, bias: FlexTensor, stride: usize, padding: usize) -> FlexTensor {
+fn flex_forward(x: FlexTensor, w: FlexTensor, bias: FlexTensor, stride: usize, padding: [usize; 2]) -> FlexTensor {
     let bias = bias.to_contiguous();
     if let Some((g, xc, wc)) = prepare(&x, &w, stride, padding) {
         if let (Some(xs), Some(ws), Some(bs)) = (f32s(&xc), f32s(&wc), f32s(&bias)) {
@@ -70,7 +76,13 @@ fn flex_forward(x: FlexTensor, w: FlexTensor, bias: FlexTensor, stride: usize, p
 }
 
 impl CpuConv for Flex {
-    fn mvq_conv2d(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, stride: usize, padding: usize) -> FlexTensor {
+    fn mvq_conv2d(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        stride: usize,
+        padding: [usize; 2],
+    ) -> FlexTensor {
         flex_forward(x, weight, bias, stride, padding)
     }
 }
@@ -79,7 +91,7 @@ impl CpuConv for Flex {
 struct ConvBackward;
 
 impl Backward<Flex, 3> for ConvBackward {
-    type State = (NodeId, NodeId, usize, usize);
+    type State = (NodeId, NodeId, usize, [usize; 2]);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
         let [node_x, node_w, node_b] = ops.parents;
@@ -99,7 +111,7 @@ impl Backward<Flex, 3> for ConvBackward {
         }
         if let Some(node) = node_w {
             let dw = fast.as_ref().and_then(|((g, xc, _), d)| {
-                f32s(xc).map(|xs| tensor(conv::weight_grad(g, xs, d), vec![g.c_out, g.c_in, g.k, g.k]))
+                f32s(xc).map(|xs| tensor(conv::weight_grad(g, xs, d), vec![g.c_out, g.c_in, g.kh, g.kw]))
             });
             let dw = dw.unwrap_or_else(|| Flex::conv2d_weight_backward(x.clone(), w.clone(), dy.clone(), opts.clone()));
             grads.register::<Flex>(node.id, dw);
@@ -123,7 +135,7 @@ impl<C: CheckpointStrategy> CpuConv for Autodiff<Flex, C> {
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         stride: usize,
-        padding: usize,
+        padding: [usize; 2],
     ) -> FloatTensor<Self> {
         let prep = ConvBackward.prepare::<C>([x.node(), weight.node(), bias.node()]).compute_bound().stateful();
         match prep {

@@ -24,8 +24,14 @@ pub fn enabled<const D: usize>(x: &Tensor<D>) -> bool {
     x.dtype() == burn::tensor::DType::F32 && !generic_forced() && crate::device::is_cpu(&x.device())
 }
 
-/// conv2d(x, weight) + bias through the CPU extension (square kernel, one group).
-pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, stride: usize, padding: usize) -> Tensor<4> {
+/// conv2d(x, weight) + bias through the CPU extension (one group; padding [rows, columns]).
+pub fn conv2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    stride: usize,
+    padding: [usize; 2],
+) -> Tensor<4> {
     use burn::backend::Dispatch;
     let bias = bias.unwrap_or_else(|| Tensor::zeros([weight.dims()[0]], &x.device()));
     let y = <Dispatch as ext::CpuConv>::mvq_conv2d(

@@ -15,7 +15,15 @@ const BLOCK_ELEMS: usize = 1 << 18;
 
 /// Whether these kernels compute the geometry (any size, with partial tiles at the edges).
 pub fn computes(g: &Geom) -> bool {
-    g.k == 3 && g.stride == 1 && g.pad == 1 && g.c_in >= 1 && g.c_out >= 1 && g.h >= 1 && g.w >= 1
+    g.kh == 3
+        && g.kw == 3
+        && g.stride == 1
+        && g.ph == 1
+        && g.pw == 1
+        && g.c_in >= 1
+        && g.c_out >= 1
+        && g.h >= 1
+        && g.w >= 1
 }
 
 /// Whether Winograd is the faster kernel for the geometry: enough 2×2 tiles per call to amortise

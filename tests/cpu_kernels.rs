@@ -9,7 +9,8 @@ use burn::tensor::Distribution;
 use mergevq::nn::cpu;
 
 /// (x dims, c_out, kernel [kh, kw], stride, padding [rows, columns])
-const CASES: &[([usize; 4], usize, [usize; 2], usize, [usize; 2])] = &[
+type Case = ([usize; 4], usize, [usize; 2], usize, [usize; 2]);
+const CASES: &[Case] = &[
     ([2, 5, 7, 9], 6, [3, 3], 1, [1, 1]),
     ([1, 3, 8, 11], 4, [3, 3], 2, [1, 1]),
     ([2, 3, 9, 7], 5, [3, 3], 2, [0, 0]),
@@ -313,5 +314,70 @@ fn pooling_matches_generic() {
         assert_eq!((pm.dims(), pa.dims()), (m.dims(), a.dims()), "x {xd:?} s {s} p {p}");
         assert!(max_diff(pm, m) == 0.0, "max pool, x {xd:?} s {s} p {p}");
         assert!(max_diff(pa, a) < 1e-6, "mean pool, x {xd:?} s {s} p {p}");
+    }
+}
+
+/// The host attention against Burn's: self- and cross-attention, query counts that are not a
+/// multiple of the block, and biases broadcast along each axis (ToMe's log-size bias, a causal
+/// mask with −∞, a full bias).
+#[test]
+fn attention_matches_generic() {
+    let device = mergevq::device();
+    let rand = |d: [usize; 4]| Tensor::<4>::random(d, Distribution::Normal(0.0, 1.0), &device);
+    for (b, h, nq, nk, hd) in [(2, 3, 70, 70, 16), (1, 2, 130, 45, 8), (2, 1, 64, 200, 32)] {
+        let (q, k, v) = (rand([b, h, nq, hd]), rand([b, h, nk, hd]), rand([b, h, nk, hd]));
+        let causal = Tensor::<4>::from_data(
+            TensorData::new(
+                (0..nq * nk).map(|i| if i % nk > i / nk { f32::NEG_INFINITY } else { 0.0 }).collect::<Vec<f32>>(),
+                [1, 1, nq, nk],
+            ),
+            &device,
+        );
+        let biases = [None, Some(rand([b, 1, 1, nk]).abs().log()), Some(causal), Some(rand([b, h, nq, nk]))];
+        for (i, bias) in biases.into_iter().enumerate() {
+            assert!(cpu::attention::applies(&q, &k, &v, bias.as_ref()));
+            let want = burn::tensor::module::attention(
+                q.clone(),
+                k.clone(),
+                v.clone(),
+                None,
+                bias.clone(),
+                Default::default(),
+            );
+            let got = cpu::attention::attention(q.clone(), k.clone(), v.clone(), bias);
+            let e = max_diff(got, want);
+            assert!(e < 1e-5, "b {b} h {h} nq {nq} nk {nk} hd {hd} bias {i}: differs by {e:e}");
+        }
+    }
+}
+
+/// The host element-wise kernels against Burn's ops: GELU (its erf approximation), SiLU, and
+/// GroupNorm with and without affine and SiLU, on values spanning both tails.
+#[test]
+fn fused_elementwise_match_generic() {
+    use burn::tensor::activation::{gelu, silu};
+    use mergevq::nn::fused;
+    let device = mergevq::device();
+    let x = Tensor::<4>::random([2, 6, 5, 7], Distribution::Normal(0.0, 4.0), &device);
+    assert!(max_diff(fused::gelu(x.clone()), gelu(x.clone())) < 1e-6, "GELU");
+    assert!(max_diff(fused::silu(x.clone()), silu(x.clone())) < 1e-6, "SiLU");
+    let (w, b) = (
+        Tensor::<1>::random([6], Distribution::Normal(1.0, 0.5), &device),
+        Tensor::<1>::random([6], Distribution::Normal(0.0, 0.5), &device),
+    );
+    for (affine, act) in [(false, false), (true, false), (true, true)] {
+        let got = fused::group_norm(x.clone(), 3, 1e-6, affine.then(|| (w.clone(), b.clone())), act);
+        let [n, c, h, wd] = x.dims();
+        let g = x.clone().reshape([n, 3, c / 3 * h * wd]);
+        let mean = g.clone().mean_dim(2);
+        let var = (g.clone() - mean.clone()).powf_scalar(2.0).mean_dim(2);
+        let mut want = ((g - mean) / (var + 1e-6).sqrt()).reshape([n, c, h, wd]);
+        if affine {
+            want = want * w.clone().reshape([1, 6, 1, 1]) + b.clone().reshape([1, 6, 1, 1]);
+        }
+        if act {
+            want = silu(want);
+        }
+        assert!(max_diff(got, want) < 1e-5, "GroupNorm affine {affine} act {act}");
     }
 }

@@ -62,6 +62,22 @@ pub fn silu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_data(TensorData::new(v, dims), &device)
 }
 
+/// GELU(x) = ½x(1 + erf(x/√2)), erf by Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7) with the
+/// vectorised exp: branch-free, unlike libm's erff one scalar at a time.
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let (dims, device, mut v) = host(x);
+    v.par_chunks_mut(1 << 14).for_each(|c| {
+        c.iter_mut().for_each(|x| {
+            let z = (*x * std::f32::consts::FRAC_1_SQRT_2).abs();
+            let t = 1.0 / (1.0 + 0.327_591_1 * z);
+            let p = ((((1.061_405_4 * t - 1.453_152_1) * t + 1.421_413_8) * t - 0.284_496_74) * t + 0.254_829_6) * t;
+            let erf = (1.0 - p * exp(-z * z)).copysign(*x);
+            *x *= 0.5 * (1.0 + erf);
+        })
+    });
+    Tensor::from_data(TensorData::new(v, dims), &device)
+}
+
 /// GroupNorm over [B, C, H, W] (biased variance, as torch), optional per-channel affine, then
 /// SiLU when `act`. Each (b, group) block is contiguous: mean, then variance, then one write.
 pub fn group_norm(

@@ -223,8 +223,13 @@ pub fn map_to_tokens(x: Tensor<4>) -> Tensor<3> {
 }
 
 /// Scaled dot-product attention softmax(q·kᵀ/√hd + bias)·v over [B, H, n, hd] heads, through
-/// the backend's fused kernel (no transposed copy of k); `bias` broadcasts to [B, H, nq, nk].
+/// the backend's fused kernel (no transposed copy of k), or on the CPU for long query blocks the
+/// host kernel of two matrix products; `bias` broadcasts to [B, H, nq, nk].
 pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Option<Tensor<4>>) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    if cpu::attention::applies(&q, &k, &v, bias.as_ref()) {
+        return cpu::attention::attention(q, k, v, bias);
+    }
     burn::tensor::module::attention(q, k, v, None, bias, Default::default())
 }
 
@@ -236,6 +241,9 @@ pub fn silu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 }
 
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if crate::nn::fused::enabled(&x) {
+        return crate::nn::fused::gelu(x);
+    }
     burn::tensor::activation::gelu(x)
 }
 

@@ -2,6 +2,7 @@
 //! backends keep Burn's generic ops and autodiff keeps working (the extension has its own
 //! backward). `MERGEVQ_GENERIC=1` forces the generic path everywhere; `MERGEVQ_CPU=portable`
 //! keeps these kernels but on the plain-Rust matrix product (see [`gemm`]).
+pub mod attention;
 pub mod conv;
 pub mod ext;
 pub mod gemm;

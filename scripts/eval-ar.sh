@@ -12,19 +12,21 @@ ref="${REF:-1000}"
 out="${OUT:-docs/results/ar}"
 py="${PYTHON:-python3}"
 work=runs/ar_eval
-mkdir -p "$work" "$out"
-[ -d "$work/reference" ] || "$py" scripts/fmnist_folder.py "$ref" "$work/reference"
+samples="$work/n$per"
+mkdir -p "$samples" "$out"
+[ -d "$work/reference-$ref" ] || "$py" scripts/fmnist_folder.py "$ref" "$work/reference-$ref"
 tok=(--tokenizer runs/fmnist_mergevq/tokenizer_ema.safetensors --config configs/science/fmnist_mergevq.toml)
 for m in plain mergear; do
   flags=(); [ "$m" = mergear ] && flags=(--mergear)
   for c in $(seq 0 9); do
     RAYON_NUM_THREADS="${THREADS:-2}" "$bin" generate --ar "runs/ar_$m/gpt_ema.safetensors" \
       --ar-config "configs/science/ar_$m.toml" "${tok[@]}" --class "$c" --num "$per" --cfg 1.5 --seed 17 \
-      "${flags[@]}" -o "$work/$m-class$c.png" --each "$work/$m/$c" | tee -a "$work/$m-generate.log"
+      "${flags[@]}" -o "$samples/$m-class$c.png" --each "$samples/$m/$c" | tee -a "$samples/$m-generate.log"
   done
-  cp "$work/$m-class0.png" "$out/samples_${m}_class0.png"
+  cp "$samples/$m-class0.png" "$out/samples_${m}_class0.png"
   # The reference's Inception statistics once, then from the file.
-  r=(--reference "$work/reference" --save-stats "$work/reference-stats.safetensors")
-  [ -f "$work/reference-stats.safetensors" ] && r=(--reference "$work/reference-stats.safetensors")
-  RAYON_NUM_THREADS="${THREADS:-2}" "$bin" eval-gen --samples "$work/$m" "${r[@]}" -o "$out/$m"
+  stats="$work/reference-$ref-stats.safetensors"
+  r=(--reference "$work/reference-$ref" --save-stats "$stats")
+  [ -f "$stats" ] && r=(--reference "$stats")
+  RAYON_NUM_THREADS="${THREADS:-2}" "$bin" eval-gen --samples "$samples/$m" "${r[@]}" -o "$out/$m"
 done

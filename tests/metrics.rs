@@ -116,6 +116,22 @@ fn kid_and_codebook_usage() {
     let (same, _) = kid(&a, &b, 10, 100, 0);
     let (diff, _) = kid(&a, &c, 10, 100, 0);
     assert!(same.abs() < diff && diff > 0.0, "KID same-distribution {same} vs shifted {diff}");
+    // One subset of every row: a permutation, so KID is the unbiased MMD² over all pairs.
+    let k =
+        |x: &[f32], y: &[f32]| (x.iter().zip(y).map(|(p, q)| *p as f64 * *q as f64).sum::<f64>() / 16.0 + 1.0).powi(3);
+    let (n, mut xx, mut yy, mut xy) = (200.0, 0.0, 0.0, 0.0);
+    for i in 0..200 {
+        for j in 0..200 {
+            if i != j {
+                xx += k(&a[i], &a[j]);
+                yy += k(&c[i], &c[j]);
+            }
+            xy += k(&a[i], &c[j]);
+        }
+    }
+    let want = (xx + yy) / (n * (n - 1.0)) - 2.0 * xy / (n * n);
+    let (all, std) = kid(&a, &c, 1, 200, 3);
+    assert!((all - want).abs() < 1e-9 * want.abs().max(1.0) && std == 0.0, "KID over all rows {all} vs {want}");
     let (usage, ppl) = codebook_usage(&[0, 1, 2, 3, 0, 1, 2, 3], 16);
     assert_eq!(usage, 0.25);
     assert!((ppl - 4.0).abs() < 1e-9);

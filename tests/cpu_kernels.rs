@@ -381,3 +381,24 @@ fn fused_elementwise_match_generic() {
         assert!(max_diff(got, want) < 1e-5, "GroupNorm affine {affine} act {act}");
     }
 }
+
+/// Shapes the host attention does not index (k or v shared across the batch, another width, a
+/// bias axis neither full nor 1, no keys) go to Burn's kernel instead.
+#[test]
+fn attention_refuses_shapes_it_does_not_index() {
+    let device = mergevq::device();
+    let z = |d: [usize; 4]| Tensor::<4>::zeros(d, &device);
+    let (q, k) = (z([2, 3, 64, 8]), z([2, 3, 10, 8]));
+    assert!(cpu::attention::applies(&q, &k, &k, Some(&z([1, 3, 1, 10]))));
+    assert!(!cpu::attention::applies(&q, &z([1, 3, 10, 8]), &z([1, 3, 10, 8]), None));
+    assert!(!cpu::attention::applies(&q, &k, &z([2, 3, 10, 4]), None));
+    assert!(!cpu::attention::applies(&q, &z([2, 3, 0, 8]), &z([2, 3, 0, 8]), None));
+    assert!(!cpu::attention::applies(
+        &z([4, 3, 64, 8]),
+        &z([4, 3, 10, 8]),
+        &z([4, 3, 10, 8]),
+        Some(&z([2, 3, 64, 10]))
+    ));
+    assert!(!cpu::attention::applies(&q, &k, &k, Some(&z([2, 3, 64, 1]))));
+    assert!(!cpu::attention::applies(&z([2, 3, 63, 8]), &k, &k, None));
+}

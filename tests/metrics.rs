@@ -74,6 +74,16 @@ fn fid_routes_match_the_direct_square_root() {
             })
             .collect()
     };
+    // A constant feature: its variance is exactly 0, so Cholesky fails and the eigenvectors are used.
+    let constant = |seed, n| -> Vec<Vec<f32>> {
+        features(seed, n, 64, 0.2)
+            .into_iter()
+            .map(|mut r| {
+                r[7] = 0.25;
+                r
+            })
+            .collect()
+    };
     let cases = [
         (features(1, 40, 64, 0.0), features(2, 50, 64, 0.1)),
         (features(3, 50, 64, 0.0), features(4, 30, 64, 0.3)),
@@ -82,6 +92,8 @@ fn fid_routes_match_the_direct_square_root() {
         (features(9, 300, 64, 0.0), features(10, 200, 64, 0.1)),
         (singular(11, 200), features(12, 200, 64, 0.0)),
         (singular(13, 200), singular(14, 100)),
+        (constant(15, 200), features(16, 300, 64, 0.0)),
+        (constant(17, 40), constant(18, 250)),
     ];
     for (i, (a, b)) in cases.iter().enumerate() {
         let (sa, sb) = (Stats::from_features(a), Stats::from_features(b));

@@ -107,17 +107,17 @@ impl Stats {
     pub fn from_features(f: &[Vec<f32>]) -> Self {
         let n = f.len();
         let d = f.first().map(|r| r.len()).unwrap_or(0);
-        let x = DMatrix::<f64>::from_fn(n, d, |i, j| f[i][j] as f64);
-        let mu = DVector::from_fn(d, |j, _| x.column(j).mean());
-        let mut b = x;
-        let scale = 1.0 / ((n.max(2) - 1) as f64).sqrt();
-        for j in 0..d {
-            let m = mu[j];
-            b.column_mut(j).iter_mut().for_each(|v| *v = (*v - m) * scale);
-        }
+        let mu = DVector::from_fn(d, |j, _| f.iter().map(|r| r[j] as f64).sum::<f64>() / n.max(1) as f64);
+        let b = centred_rows(f, &mu);
         let sigma = b.tr_mul(&b);
         Self { mu, sigma, n, factor: (n <= d).then_some(b) }
     }
+}
+
+/// The rows of `f` centred on `mu` and scaled by 1/√(n − 1): B with BᵀB the unbiased covariance.
+pub(crate) fn centred_rows(f: &[Vec<f32>], mu: &DVector<f64>) -> DMatrix<f64> {
+    let scale = 1.0 / ((f.len().max(2) - 1) as f64).sqrt();
+    DMatrix::from_fn(f.len(), mu.len(), |i, j| (f[i][j] as f64 - mu[j]) * scale)
 }
 
 /// Tr((Σ₁Σ₂)^½) = Σ √λ(Σ₁Σ₂), from a symmetric matrix with the same non-zero eigenvalues:

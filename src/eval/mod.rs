@@ -346,11 +346,14 @@ pub fn load_stats(path: &Path) -> Result<(Stats, Vec<Vec<f32>>)> {
         );
     }
     let feats: Vec<Vec<f32>> = f.data.chunks(d).map(|c| c.to_vec()).collect();
+    let mu = nalgebra::DVector::from_iterator(d, mu.data.iter().map(|&v| v as f64));
+    // Fewer images than features: the covariance's factor too, for the n × n route of the FID.
+    let factor = (feats.len() <= d).then(|| crate::eval::metrics::centred_rows(&feats, &mu));
     let s = Stats {
-        mu: nalgebra::DVector::from_iterator(d, mu.data.iter().map(|&v| v as f64)),
+        mu,
         sigma: nalgebra::DMatrix::from_iterator(d, d, sigma.data.iter().map(|&v| v as f64)),
         n: feats.len(),
-        factor: None,
+        factor,
     };
     Ok((s, feats))
 }

@@ -241,7 +241,7 @@ pub fn silu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 }
 
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    if crate::nn::fused::enabled(&x) {
+    if crate::nn::fused::enabled(&x) && x.dtype() == burn::tensor::DType::F32 {
         return crate::nn::fused::gelu(x);
     }
     burn::tensor::activation::gelu(x)

@@ -17,7 +17,13 @@ pub enum Pool {
 /// and never counts in a mean).
 pub fn pool3(x: Tensor<4>, kind: Pool, stride: usize, pad: usize) -> Tensor<4> {
     let [_, _, h, w] = x.dims();
-    if !super::fused::enabled(&x) || stride == 0 || pad > 1 || h + 2 * pad < 3 || w + 2 * pad < 3 {
+    if !super::fused::enabled(&x)
+        || x.dtype() != burn::tensor::DType::F32
+        || stride == 0
+        || pad > 1
+        || h + 2 * pad < 3
+        || w + 2 * pad < 3
+    {
         return generic(x, kind, stride, pad);
     }
     let (oh, ow) = ((h + 2 * pad - 3) / stride + 1, (w + 2 * pad - 3) / stride + 1);

@@ -13,13 +13,22 @@ use rayon::prelude::*;
 const QUERY_BLOCK: usize = 64;
 
 /// Whether the host kernel takes this attention: CPU tensors without gradients, at least one
-/// block of queries, and a bias (if any) with a full key axis.
+/// block of queries, k and v of q's batch, heads and width, and a bias (if any) with a full key
+/// axis and every other axis either full or 1. Anything else goes to Burn's kernel.
 pub fn applies(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, bias: Option<&Tensor<4>>) -> bool {
     let untracked = !q.is_tracked() && !k.is_tracked() && !v.is_tracked() && !bias.is_some_and(|b| b.is_tracked());
-    q.dims()[2] >= QUERY_BLOCK
+    let ([b, h, nq, hd], kd) = (q.dims(), k.dims());
+    let bias_fits = |t: &Tensor<4>| {
+        let d = t.dims();
+        d[3] == kd[2] && [b, h, nq].iter().zip(&d).all(|(&full, &n)| n == 1 || n == full) && t.dtype() == q.dtype()
+    };
+    nq >= QUERY_BLOCK
+        && kd == [b, h, kd[2], hd]
+        && kd[2] >= 1
+        && v.dims() == kd
         && untracked
         && super::enabled(q)
-        && bias.is_none_or(|b| b.dims()[3] == k.dims()[2] && b.dtype() == q.dtype())
+        && bias.is_none_or(bias_fits)
 }
 
 /// softmax(q·kᵀ/√hd + bias)·v for q [B, H, nq, hd], k and v [B, H, nk, hd]; `bias` broadcasts

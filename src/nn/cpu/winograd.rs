@@ -331,7 +331,7 @@ fn transform_weights<T: Tile>(g: &Geom, w: &[f32]) -> Vec<f32> {
         })
         .collect();
     let coef: Vec<[f32; 9]> = (0..a2).map(|xi| std::array::from_fn(|t| units[t][xi])).collect();
-    let mut u = Vec::<f32>::with_capacity(a2 * n);
+    let mut u = vec![0.0f32; a2 * n];
     let up = SendPtr(u.as_mut_ptr());
     w[..9 * n].par_chunks(9 * RUN).enumerate().for_each(|(i, ks)| {
         let len = ks.len() / 9;
@@ -342,7 +342,6 @@ fn transform_weights<T: Tile>(g: &Geom, w: &[f32]) -> Vec<f32> {
         for (xi, cs) in coef.iter().enumerate() {
             // SAFETY: run i writes its own columns [i·RUN, i·RUN + len) of every A² plane.
             let dst = unsafe { std::slice::from_raw_parts_mut(up.get().add(xi * n + i * RUN), len) };
-            dst.fill(0.0);
             for (&c, row) in cs.iter().zip(&taps) {
                 if c != 0.0 {
                     dst.iter_mut().zip(&row[..len]).for_each(|(d, &v)| *d += c * v);
@@ -350,8 +349,6 @@ fn transform_weights<T: Tile>(g: &Geom, w: &[f32]) -> Vec<f32> {
             }
         }
     });
-    // SAFETY: every (plane, kernel) value is written above.
-    unsafe { u.set_len(a2 * n) };
     u
 }
 
@@ -396,10 +393,10 @@ pub fn forward_tile<T: Tile>(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]
                         let oy = T::M * (ty0 + r) + rr;
                         if oy < h {
                             // SAFETY: each block owns the output rows of its tile rows.
-                            let dst = unsafe {
-                                std::slice::from_raw_parts_mut(yp.get().add(((b * co + oc) * h + oy) * wd), wd)
-                            };
-                            dst.copy_from_slice(&values[..wd]);
+                            unsafe {
+                                let dst = yp.get().add(((b * co + oc) * h + oy) * wd);
+                                std::ptr::copy_nonoverlapping(values[..wd].as_ptr(), dst, wd);
+                            }
                         }
                     });
                 }

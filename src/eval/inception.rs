@@ -8,7 +8,6 @@ use crate::nn::pool::{pool3, Pool};
 use anyhow::Result;
 use burn::prelude::*;
 use burn::tensor::activation::relu;
-use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 
 /// How images in [0, 1] are mapped to the network's input range.
@@ -61,12 +60,8 @@ impl BasicConv {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let (w, b) = (self.weight.clone(), Some(self.bias.clone()));
-        #[cfg(feature = "flex")]
-        if crate::nn::cpu::enabled(&x) {
-            return relu(crate::nn::cpu::conv2d(x, w, b, self.stride, self.pad));
-        }
-        relu(conv2d(x, w, b, ConvOptions::new([self.stride; 2], self.pad, [1, 1], 1)))
+        let options = ConvOptions::new([self.stride; 2], self.pad, [1, 1], 1);
+        relu(crate::nn::conv(x, self.weight.clone(), Some(self.bias.clone()), options))
     }
 }
 

@@ -113,14 +113,7 @@ impl Conv2d {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        #[cfg(feature = "flex")]
-        {
-            if self.groups == 1 && cpu::enabled(&x) {
-                let bias = self.bias.as_ref().map(|b| b.val());
-                return cpu::conv2d(x, self.weight.val(), bias, self.stride, [self.padding; 2]);
-            }
-        }
-        conv2d(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()), self.options())
+        conv(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()), self.options())
     }
 
     /// ∂L/∂weight for input `x` and ∂L/∂output `out_grad` (no graph is recorded).
@@ -220,6 +213,20 @@ pub fn tokens_to_map(x: Tensor<3>) -> Tensor<4> {
 pub fn map_to_tokens(x: Tensor<4>) -> Tensor<3> {
     let [b, c, h, w] = x.dims();
     x.reshape([b, c, h * w]).swap_dims(1, 2)
+}
+
+/// conv2d through the CPU kernel where it applies (CPU f32, one group, no dilation, one stride for
+/// both axes, the same padding on both sides of each axis), else Burn's.
+pub fn conv(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, options: ConvOptions<2>) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    {
+        let ([s0, s1], [(ph, ph1), (pw, pw1)]) = (options.stride, options.padding);
+        let plain = options.groups == 1 && options.dilation == [1, 1] && s0 == s1 && ph == ph1 && pw == pw1;
+        if plain && cpu::enabled(&x) {
+            return cpu::conv2d(x, weight, bias, s0, [ph, pw]);
+        }
+    }
+    conv2d(x, weight, bias, options)
 }
 
 /// Scaled dot-product attention softmax(q·kᵀ/√hd + bias)·v over [B, H, n, hd] heads, through

@@ -35,6 +35,7 @@ pub fn applies(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, bias: Option<&Tensor
 /// to [B, H, nq, nk] (each axis either full or 1).
 pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Option<Tensor<4>>) -> Tensor<4> {
     let ([b, h, nq, hd], nk, device) = (q.dims(), k.dims()[2], q.device());
+    let host = crate::io::readback::floats::<4>;
     let (q, k, v) = (host(q), host(k), host(v));
     let bias = bias.map(|t| (t.dims(), host(t)));
     let scale = 1.0 / (hd as f32).sqrt();
@@ -83,8 +84,4 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Option<Tensor<4
     // SAFETY: the blocks cover every (head, query) row once.
     unsafe { out.set_len(b * h * nq * hd) };
     Tensor::from_data(TensorData::new(out, [b, h, nq, hd]), &device)
-}
-
-fn host(x: Tensor<4>) -> Vec<f32> {
-    crate::io::readback::floats(x)
 }

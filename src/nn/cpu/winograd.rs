@@ -126,9 +126,7 @@ impl Tile for F2 {
         }
         // Bᵀ along the rows (in place: row i becomes t_i), for both column parities.
         for s in [&mut *e, &mut *o] {
-            let (r0, rest) = s.split_at_mut(n);
-            let (r1, rest) = rest.split_at_mut(n);
-            let (r2, r3) = rest.split_at_mut(n);
+            let [r0, r1, r2, r3] = strided_mut(s, n, n);
             for k in 0..n {
                 let (d0, d1, d2, d3) = (r0[k], r1[k], r2[k], r3[k]);
                 r0[k] = d0 - d2;
@@ -140,9 +138,7 @@ impl Tile for F2 {
         // B along the columns: tile tx sees E[tx], O[tx], E[tx+1], O[tx+1].
         for i in 0..4 {
             let (ei, oi) = (&e[i * n..][..n], &o[i * n..][..n]);
-            let (v0, rest) = v[(i * 4) * stride..].split_at_mut(stride);
-            let (v1, rest) = rest.split_at_mut(stride);
-            let (v2, v3) = rest.split_at_mut(stride);
+            let [v0, v1, v2, v3] = strided_mut(&mut v[(i * 4) * stride..], stride, tw);
             for tx in 0..tw {
                 let (a, b, c, d) = (ei[tx], oi[tx], ei[tx + 1], oi[tx + 1]);
                 v0[tx] = a - c;
@@ -252,7 +248,7 @@ impl Tile for F4 {
         // Bᵀ along the rows, every phase at once.
         {
             let dr: [&[f32]; 6] = std::array::from_fn(|i| &d[i * 4 * n..][..4 * n]);
-            let [t0, t1, t2, t3, t4, t5] = six_mut(t, 4 * n, 4 * n);
+            let [t0, t1, t2, t3, t4, t5] = strided_mut(t, 4 * n, 4 * n);
             for k in 0..4 * n {
                 let o = bt6([dr[0][k], dr[1][k], dr[2][k], dr[3][k], dr[4][k], dr[5][k]]);
                 (t0[k], t1[k], t2[k], t3[k], t4[k], t5[k]) = (o[0], o[1], o[2], o[3], o[4], o[5]);
@@ -263,7 +259,7 @@ impl Tile for F4 {
             let ti = &t[i * 4 * n..][..4 * n];
             let (c0, c1, c2, c3) = (&ti[..tw], &ti[n..n + tw], &ti[2 * n..2 * n + tw], &ti[3 * n..3 * n + tw]);
             let (c4, c5) = (&ti[1..=tw], &ti[n + 1..n + 1 + tw]);
-            let [v0, v1, v2, v3, v4, v5] = six_mut(&mut v[i * 6 * stride..], stride, tw);
+            let [v0, v1, v2, v3, v4, v5] = strided_mut(&mut v[i * 6 * stride..], stride, tw);
             for tx in 0..tw {
                 let o = bt6([c0[tx], c1[tx], c2[tx], c3[tx], c4[tx], c5[tx]]);
                 (v0[tx], v1[tx], v2[tx], v3[tx], v4[tx], v5[tx]) = (o[0], o[1], o[2], o[3], o[4], o[5]);
@@ -277,7 +273,7 @@ impl Tile for F4 {
         // Aᵀ down the rows: s[rr·6 + j] = output row rr's combination of column j.
         for j in 0..6 {
             let (m0, m1, m2, m3, m4, m5) = (at(j), at(6 + j), at(12 + j), at(18 + j), at(24 + j), at(30 + j));
-            let [s0, s1, s2, s3] = four_mut(&mut s[j * tw..], 6 * tw, tw);
+            let [s0, s1, s2, s3] = strided_mut(&mut s[j * tw..], 6 * tw, tw);
             for tx in 0..tw {
                 let o = at6([m0[tx], m1[tx], m2[tx], m3[tx], m4[tx], m5[tx]]);
                 (s0[tx], s1[tx], s2[tx], s3[tx]) = (o[0], o[1], o[2], o[3]);
@@ -296,22 +292,15 @@ impl Tile for F4 {
     }
 }
 
-/// Six disjoint `len`-long slices of `buf`, `stride` apart.
-fn six_mut(buf: &mut [f32], stride: usize, len: usize) -> [&mut [f32]; 6] {
-    let (a, r) = buf.split_at_mut(stride);
-    let (b, r) = r.split_at_mut(stride);
-    let (c, r) = r.split_at_mut(stride);
-    let (d, r) = r.split_at_mut(stride);
-    let (e, f) = r.split_at_mut(stride);
-    [&mut a[..len], &mut b[..len], &mut c[..len], &mut d[..len], &mut e[..len], &mut f[..len]]
-}
-
-/// Four disjoint `len`-long slices of `buf`, `stride` apart.
-fn four_mut(buf: &mut [f32], stride: usize, len: usize) -> [&mut [f32]; 4] {
-    let (a, r) = buf.split_at_mut(stride);
-    let (b, r) = r.split_at_mut(stride);
-    let (c, d) = r.split_at_mut(stride);
-    [&mut a[..len], &mut b[..len], &mut c[..len], &mut d[..len]]
+/// N disjoint `len`-long slices of `buf`, `stride` apart.
+fn strided_mut<const N: usize>(buf: &mut [f32], stride: usize, len: usize) -> [&mut [f32]; N] {
+    let mut rest = buf;
+    std::array::from_fn(|i| {
+        let r = std::mem::take(&mut rest);
+        let (head, tail) = r.split_at_mut(if i + 1 < N { stride } else { r.len() });
+        rest = tail;
+        &mut head[..len]
+    })
 }
 
 /// U = G·g·Gᵀ for every (o, c), stored as A² matrices [O, C]. The transform is linear, so each
